@@ -1,0 +1,361 @@
+//! A generic, fair, blocking connection pool guarded by a parking_lot `Mutex` and `Condvar`.
+//!
+//! The pool knows nothing of what it pools: a [`Manager`] connects, checks and judges
+//! connections. What the pool adds:
+//!
+//! - **Fairness.** A returned connection goes straight to the longest-waiting thread (FIFO direct
+//!   handoff); a thread that just arrived cannot take it first. Idle connections are reused LIFO,
+//!   so a lightly loaded pool keeps using a few warm connections and lets the rest time out.
+//! - **Nothing slow under the lock.** Connects, validity checks and closes happen outside it.
+//!   Connects run on background connector threads, at most `max_concurrent_connects` at once,
+//!   and only when waiters outnumber idle connections plus connects in flight (or to keep
+//!   `min_idle`).
+//! - **Fail fast.** While connects fail, checkouts that would need a new connection get the last
+//!   connect error at once instead of at their timeout; reconnects back off with jitter and the
+//!   pool recovers by itself when the backend returns.
+//! - **Bounded.** A hard `max_size`; `idle_timeout` above `min_idle`; `max_lifetime` with jitter;
+//!   a connection in use is never closed under its user; broken connections are never reused.
+//! - **Observable.** [`Pool::stats`] returns counts, closes by reason and checkout waits.
+//!
+//! # Layout
+//! - `lib.rs`: [`Manager`], [`Pool`], the [`PooledConnection`] guard, [`Error`], [`Stats`].
+//! - `config.rs`: [`Builder`] and the validated configuration.
+//! - `internals.rs`: the state behind the lock and the rules that change it.
+
+mod config;
+mod internals;
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use thiserror::Error;
+
+pub use config::Builder;
+use config::Config;
+use internals::{Conn, Handoff, Internals, WaitStats, Waiter};
+
+/// Opens, checks and judges the connections of one pool.
+pub trait Manager: Send + Sync + 'static {
+    /// The pooled connection.
+    type Connection: Send + 'static;
+    /// Why a connect or a check failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens a new connection. Runs on a connector thread, outside the pool's lock; it should be
+    /// bounded by a connect timeout of its own.
+    fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// Checks that an idle connection still works (for example a ping round trip). Called only
+    /// for connections idle longer than [`Builder::validate_after_idle`], outside the lock.
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error>;
+
+    /// A cheap, local check when a connection is returned (for example a flag set after an I/O
+    /// error). A broken connection is closed instead of being pooled.
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool;
+}
+
+/// A pool of connections made by `M`. Share it between threads by reference (`&Pool` or
+/// `Arc<Pool>`); dropping it stops its background threads and closes its idle connections.
+pub struct Pool<M: Manager> {
+    shared: Arc<Shared<M>>,
+}
+
+/// Everything the pool's threads share: the manager, the settings and the locked state.
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) config: Config,
+    pub(crate) internals: Mutex<Internals<M>>,
+    /// Wakes connector threads when a connect is wanted or the pool is shutting down.
+    pub(crate) connector_wakeup: Condvar,
+    pub(crate) wait_stats: WaitStats,
+}
+
+/// Why a checkout returned no connection.
+#[derive(Debug, Error)]
+pub enum Error<E: std::error::Error + 'static> {
+    /// No connection became free before the timeout. `last_error` is the most recent connect
+    /// error, if connects were failing while this checkout waited.
+    #[error("timed out after {waited:?} waiting for a connection")]
+    Timeout {
+        /// How long the checkout waited.
+        waited: Duration,
+        /// The most recent connect error, if any.
+        last_error: Option<Arc<E>>,
+    },
+    /// The checkout needed a new connection and connecting fails: this is the last connect
+    /// error, returned without waiting for the timeout.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] Arc<E>),
+}
+
+/// A snapshot of the pool's state and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// The configured `max_size`.
+    pub max_size: u32,
+    /// Open connections, idle and in use.
+    pub size: u32,
+    /// Idle connections.
+    pub idle: u32,
+    /// Connections handed out (or being validated).
+    pub in_use: u32,
+    /// Threads waiting for a connection.
+    pub waiting: u32,
+    /// Connects in flight.
+    pub pending_connects: u32,
+    /// Whether the pool is backing off after a failed connect.
+    pub backing_off: bool,
+    /// Connections opened since the pool was built.
+    pub connections_created: u64,
+    /// Connects that failed.
+    pub connect_failures: u64,
+    /// Connections closed because they were marked or found broken.
+    pub closed_broken: u64,
+    /// Connections closed for being idle past `idle_timeout`.
+    pub closed_idle: u64,
+    /// Connections closed for having lived past `max_lifetime`.
+    pub closed_lifetime: u64,
+    /// Connections closed because [`Manager::is_valid`] failed.
+    pub closed_invalid: u64,
+    /// Successful checkouts.
+    pub checkouts: u64,
+    /// Checkouts that timed out.
+    pub checkout_timeouts: u64,
+    /// Checkouts that failed at once with a connect error.
+    pub checkout_connect_errors: u64,
+    /// Total time successful checkouts spent waiting.
+    pub checkout_wait_total: Duration,
+    /// The longest wait of a successful checkout.
+    pub checkout_wait_max: Duration,
+    /// Successful checkouts by wait: `checkout_wait_buckets[i]` counts waits of at most
+    /// [`WAIT_BUCKET_BOUNDS`]`[i]` (and above the previous bound); the last counts the rest.
+    pub checkout_wait_buckets: [u64; WAIT_BUCKET_BOUNDS.len() + 1],
+}
+
+/// Upper bounds of the checkout-wait histogram buckets in [`Stats`].
+pub const WAIT_BUCKET_BOUNDS: [Duration; 8] = [
+    Duration::from_micros(100),
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+impl<M: Manager> Pool<M> {
+    /// A [`Builder`] with default settings.
+    pub fn builder() -> Builder<M> {
+        Builder::new()
+    }
+
+    /// A pool with default settings.
+    ///
+    /// # Errors
+    /// If a background thread cannot be spawned.
+    pub fn new(manager: M) -> io::Result<Self> {
+        Builder::new().build(manager)
+    }
+
+    pub(crate) fn start(config: Config, manager: M) -> io::Result<Self> {
+        let threads = config.max_concurrent_connects;
+        let thread_name = config.thread_name.clone();
+        let shared = Arc::new(Shared {
+            internals: Mutex::new(Internals::new(&config)),
+            manager,
+            config,
+            connector_wakeup: Condvar::new(),
+            wait_stats: WaitStats::default(),
+        });
+        for index in 0..threads {
+            let connector = Arc::clone(&shared);
+            let spawned = thread::Builder::new()
+                .name(format!("{thread_name}-connector-{index}"))
+                .spawn(move || connector.run_connector());
+            if let Err(error) = spawned {
+                shared.shut_down();
+                return Err(error);
+            }
+        }
+        Ok(Pool { shared })
+    }
+
+    /// Checks out a connection, waiting up to the configured checkout timeout.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when none became free in time; [`Error::Connect`] when one was needed
+    /// and connecting fails.
+    pub fn get(&self) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        self.get_timeout(self.shared.config.checkout_timeout)
+    }
+
+    /// Checks out a connection, waiting up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`Pool::get`].
+    pub fn get_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let mut internals = self.shared.internals.lock();
+            if let Some(idle) = internals.take_idle() {
+                drop(internals);
+                match self.shared.ready_for_use(idle, start) {
+                    Some(conn) => return Ok(self.guard(conn)),
+                    None => continue,
+                }
+            }
+            if let Some(error) = internals.fail_fast_error(&self.shared.config, start) {
+                internals.counters.checkout_connect_errors += 1;
+                return Err(Error::Connect(error));
+            }
+            let waiter = Arc::new(Waiter::default());
+            internals.waiters.push_back(Arc::clone(&waiter));
+            let wake_connector = internals.wants_connect(&self.shared.config, start);
+            drop(internals);
+            if wake_connector {
+                self.shared.connector_wakeup.notify_one();
+            }
+            return match self.wait_for_handoff(&waiter, deadline) {
+                Some(Handoff::Conn(conn)) => {
+                    self.shared.wait_stats.record(start.elapsed());
+                    Ok(self.guard(conn))
+                }
+                Some(Handoff::Failed(error)) => Err(Error::Connect(error)),
+                None => Err(Error::Timeout {
+                    waited: start.elapsed(),
+                    last_error: self.shared.internals.lock().last_error.clone(),
+                }),
+            };
+        }
+    }
+
+    /// Checks out an idle connection if one is ready now; never waits and never connects.
+    pub fn try_get(&self) -> Option<PooledConnection<'_, M>> {
+        let now = Instant::now();
+        loop {
+            let idle = self.shared.internals.lock().take_idle()?;
+            if let Some(conn) = self.shared.ready_for_use(idle, now) {
+                return Some(self.guard(conn));
+            }
+        }
+    }
+
+    /// A snapshot of the pool's state and counters.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self
+            .shared
+            .internals
+            .lock()
+            .stats(&self.shared.config, Instant::now());
+        self.shared.wait_stats.add_to(&mut stats);
+        stats
+    }
+
+    fn guard(&self, conn: Conn<M::Connection>) -> PooledConnection<'_, M> {
+        PooledConnection {
+            pool: self,
+            conn: Some(conn),
+            broken: false,
+        }
+    }
+
+    /// Waits on the waiter's own slot. The slot is filled under the pool lock by whoever pops the
+    /// waiter from the queue, so a woken waiter takes its connection without touching that lock.
+    fn wait_for_handoff(&self, waiter: &Waiter<M>, deadline: Instant) -> Option<Handoff<M>> {
+        let mut slot = waiter.slot.lock();
+        loop {
+            if let Some(handoff) = slot.take() {
+                return Some(handoff);
+            }
+            if waiter.ready.wait_until(&mut slot, deadline).timed_out() {
+                break;
+            }
+        }
+        drop(slot);
+        // Timed out. Under the pool lock the slot's state is final: either a handoff filled it
+        // just now, or the waiter is still queued and leaves the queue empty-handed.
+        let mut internals = self.shared.internals.lock();
+        if let Some(handoff) = waiter.slot.lock().take() {
+            return Some(handoff);
+        }
+        internals.remove_waiter(waiter);
+        internals.counters.checkout_timeouts += 1;
+        None
+    }
+}
+
+impl<M: Manager> Drop for Pool<M> {
+    fn drop(&mut self) {
+        self.shared.shut_down();
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A checked-out connection; returns to the pool when dropped.
+pub struct PooledConnection<'a, M: Manager> {
+    pool: &'a Pool<M>,
+    conn: Option<Conn<M::Connection>>,
+    broken: bool,
+}
+
+impl<M: Manager> PooledConnection<'_, M> {
+    /// Marks the connection broken (for example after an I/O error): it is closed when dropped
+    /// and never handed out again.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+impl<M: Manager> Deref for PooledConnection<'_, M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        match &self.conn {
+            Some(conn) => &conn.raw,
+            None => unreachable!("the connection is only taken in drop"),
+        }
+    }
+}
+
+impl<M: Manager> DerefMut for PooledConnection<'_, M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        match &mut self.conn {
+            Some(conn) => &mut conn.raw,
+            None => unreachable!("the connection is only taken in drop"),
+        }
+    }
+}
+
+impl<M: Manager> Drop for PooledConnection<'_, M> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.shared.put_back(conn, self.broken);
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for PooledConnection<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,45 @@
+//! The gatehouse wire protocol: how http-server and tcp-server talk over raw TCP.
+//!
+//! The byte-level specification is `PROTOCOL.md` beside this crate. Every message travels in a
+//! frame: a 12-byte header (magic `GH`, version, message kind, request id, body length as a
+//! big-endian u32) and a body of length-prefixed fields. Each [`Request`] gets exactly one
+//! [`Response`]: its success variant or [`Response::Error`] with a typed [`ErrorCode`].
+//!
+//! # Layout
+//! - `frame`: the header and the sans-IO codec, [`encode`] and [`decode`]. They work on byte
+//!   slices and vectors only; "need more bytes" (`Ok(None)`) is distinct from "invalid" (`Err`).
+//! - `message`: the [`Request`] and [`Response`] enums and how each body is laid out.
+//! - `wire`: the field encodings (integers, strings, blobs, options, lists).
+//! - `error`: [`DecodeError`] and [`EncodeError`].
+//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, the
+//!   only code here that performs I/O.
+//!
+//! # Example
+//! ```
+//! use proto::{Frame, Request, Response, decode, encode};
+//!
+//! let mut buf = Vec::new();
+//! encode(7, &Request::Ping, &mut buf).unwrap();
+//! assert_eq!(decode::<Request>(&buf[..5]).unwrap(), None); // need more bytes
+//! let (frame, used) = decode::<Request>(&buf).unwrap().unwrap();
+//! assert_eq!((frame, used), (Frame { request_id: 7, message: Request::Ping }, buf.len()));
+//! assert!(decode::<Response>(&buf).is_err()); // a request is not a response
+//! ```
+
+mod error;
+mod frame;
+mod io;
+mod message;
+mod wire;
+
+pub use error::{DecodeError, DecodeErrorKind, EncodeError};
+pub use frame::{
+    DEFAULT_MAX_FRAME_LEN, Frame, HEADER_LEN, MAGIC, Message, VERSION, decode, decode_with_limit,
+    encode,
+};
+pub use io::{RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
+pub use message::{
+    ErrorCode, ErrorReply, ImageFormat, Picture, Profile, Request, Response, Sample, SampleKind,
+    Secret, Session, kind,
+};
+pub use wire::{MAX_LIST_LEN, MAX_STRING_LEN};

@@ -1,0 +1,316 @@
+//! The byte layout promised by PROTOCOL.md, pinned down message by message. A round trip
+//! cannot catch a mistake that encode and decode share; bytes assembled by hand from the
+//! specification can, and they keep the document and the code from drifting apart.
+
+use std::fmt::Debug;
+
+use proto::{
+    ErrorCode, ErrorReply, ImageFormat, Message, Picture, Profile, Request, Response, Sample,
+    SampleKind, Secret, Session, decode, kind,
+};
+
+use crate::support::{Body, encoded, frame, hex};
+
+/// `message` must encode to exactly `body` behind a header of `kind`, and those bytes must
+/// decode back to it.
+fn assert_layout<M: Message + Clone + PartialEq + Debug>(message: M, kind: u8, body: Body) {
+    let id = 0xA1B2_C3D4;
+    let expected = frame(kind, id, body);
+    assert_eq!(
+        hex(&encoded(id, &message)),
+        hex(&expected),
+        "encoding of {message:?}"
+    );
+    let (decoded, used) = decode::<M>(&expected).unwrap().unwrap();
+    assert_eq!(
+        (decoded.request_id, decoded.message, used),
+        (id, message, expected.len())
+    );
+}
+
+fn token() -> Secret {
+    Secret::new("tok")
+}
+
+fn profile(picture: Option<&str>) -> Profile {
+    Profile {
+        id: -2,
+        username: "alice".into(),
+        nickname: "Ålice".into(),
+        picture: picture.map(String::from),
+    }
+}
+
+fn profile_body(picture: Option<&str>) -> Body {
+    Body::new().profile(-2, "alice", "Ålice", picture)
+}
+
+#[test]
+fn request_bodies_follow_the_specification() {
+    let b = Body::new;
+    assert_layout(Request::Ping, 0x01, b());
+    assert_layout(
+        Request::Register {
+            username: "alice".into(),
+            password: Secret::new("pw"),
+            nickname: None,
+        },
+        0x02,
+        b().str("alice").str("pw").u8(0),
+    );
+    assert_layout(
+        Request::Register {
+            username: "alice".into(),
+            password: Secret::new("pw"),
+            nickname: Some("Al".into()),
+        },
+        0x02,
+        b().str("alice").str("pw").u8(1).str("Al"),
+    );
+    assert_layout(
+        Request::Login {
+            username: "alice".into(),
+            password: Secret::new("pw"),
+        },
+        0x03,
+        b().str("alice").str("pw"),
+    );
+    assert_layout(Request::Logout { token: token() }, 0x04, b().str("tok"));
+    assert_layout(Request::GetProfile { token: token() }, 0x05, b().str("tok"));
+    assert_layout(
+        Request::UpdateNickname {
+            token: token(),
+            nickname: "Al".into(),
+        },
+        0x06,
+        b().str("tok").str("Al"),
+    );
+    assert_layout(
+        Request::SetPicture {
+            token: token(),
+            image: vec![0x89, b'P', b'N', b'G'],
+        },
+        0x07,
+        b().str("tok").blob(&[0x89, b'P', b'N', b'G']),
+    );
+    assert_layout(
+        Request::GetPicture { key: "k1".into() },
+        0x08,
+        b().str("k1"),
+    );
+    assert_layout(Request::Stats, 0x09, b());
+}
+
+#[test]
+fn response_bodies_follow_the_specification() {
+    let b = Body::new;
+    assert_layout(Response::Pong, 0x81, b());
+    assert_layout(
+        Response::Registered(profile(None)),
+        0x82,
+        profile_body(None),
+    );
+    assert_layout(
+        Response::LoggedIn(Session {
+            token: token(),
+            expires_at: 1_700_000_000,
+            profile: profile(Some("p1")),
+        }),
+        0x83,
+        b().str("tok")
+            .i64(1_700_000_000)
+            .profile(-2, "alice", "Ålice", Some("p1")),
+    );
+    assert_layout(Response::LoggedOut, 0x84, b());
+    assert_layout(
+        Response::Profile(profile(Some("p1"))),
+        0x85,
+        profile_body(Some("p1")),
+    );
+    assert_layout(
+        Response::NicknameUpdated(profile(None)),
+        0x86,
+        profile_body(None),
+    );
+    assert_layout(
+        Response::PictureSet(profile(Some("p2"))),
+        0x87,
+        profile_body(Some("p2")),
+    );
+    for (format, tag) in ImageFormat::ALL.into_iter().zip([1, 2, 3, 4]) {
+        assert_layout(
+            Response::Picture(Picture {
+                format,
+                data: vec![1, 2, 3],
+            }),
+            0x88,
+            b().u8(tag).blob(&[1, 2, 3]),
+        );
+    }
+    assert_layout(
+        Response::Stats(vec![
+            Sample {
+                name: "req_total".into(),
+                labels: vec![("kind".into(), "login".into()), ("ok".into(), "1".into())],
+                kind: SampleKind::Counter,
+                value: 3.0,
+            },
+            Sample {
+                name: "conns".into(),
+                labels: vec![],
+                kind: SampleKind::Gauge,
+                value: -0.5,
+            },
+            Sample {
+                name: "lat_bucket".into(),
+                labels: vec![("le".into(), "+Inf".into())],
+                kind: SampleKind::Histogram,
+                value: 1e300,
+            },
+        ]),
+        0x89,
+        b().u16(3)
+            .str("req_total")
+            .u16(2)
+            .str("kind")
+            .str("login")
+            .str("ok")
+            .str("1")
+            .u8(1)
+            .f64(3.0)
+            .str("conns")
+            .u16(0)
+            .u8(2)
+            .f64(-0.5)
+            .str("lat_bucket")
+            .u16(1)
+            .str("le")
+            .str("+Inf")
+            .u8(3)
+            .f64(1e300),
+    );
+    assert_layout(
+        Response::Error(ErrorReply {
+            code: ErrorCode::TooManyRequests,
+            retry_after_ms: 30_000,
+            message: "slow down".into(),
+        }),
+        0xFF,
+        b().u16(109).u32(30_000).str("slow down"),
+    );
+}
+
+#[test]
+fn kind_constants_match_the_specification() {
+    let requests = [
+        (kind::PING, 0x01),
+        (kind::REGISTER, 0x02),
+        (kind::LOGIN, 0x03),
+        (kind::LOGOUT, 0x04),
+        (kind::GET_PROFILE, 0x05),
+        (kind::UPDATE_NICKNAME, 0x06),
+        (kind::SET_PICTURE, 0x07),
+        (kind::GET_PICTURE, 0x08),
+        (kind::STATS, 0x09),
+    ];
+    let responses = [
+        (kind::PONG, 0x81),
+        (kind::REGISTERED, 0x82),
+        (kind::LOGGED_IN, 0x83),
+        (kind::LOGGED_OUT, 0x84),
+        (kind::PROFILE, 0x85),
+        (kind::NICKNAME_UPDATED, 0x86),
+        (kind::PICTURE_SET, 0x87),
+        (kind::PICTURE, 0x88),
+        (kind::STATS_REPLY, 0x89),
+        (kind::ERROR, 0xFF),
+    ];
+    for (actual, expected) in requests.into_iter().chain(responses) {
+        assert_eq!(actual, expected);
+    }
+}
+
+#[test]
+fn error_code_values_match_the_specification() {
+    let table = [
+        (ErrorCode::Malformed, 1),
+        (ErrorCode::UnsupportedVersion, 2),
+        (ErrorCode::Busy, 3),
+        (ErrorCode::Unavailable, 4),
+        (ErrorCode::Internal, 5),
+        (ErrorCode::InvalidUsername, 100),
+        (ErrorCode::InvalidPassword, 101),
+        (ErrorCode::InvalidNickname, 102),
+        (ErrorCode::UsernameTaken, 103),
+        (ErrorCode::InvalidCredentials, 104),
+        (ErrorCode::Unauthorized, 105),
+        (ErrorCode::PayloadTooLarge, 106),
+        (ErrorCode::UnsupportedMediaType, 107),
+        (ErrorCode::NotFound, 108),
+        (ErrorCode::TooManyRequests, 109),
+    ];
+    assert_eq!(table.len(), ErrorCode::ALL.len());
+    for (code, value) in table {
+        assert_eq!(code as u16, value, "{code:?}");
+        assert_eq!(ErrorCode::from_u16(value), Some(code));
+    }
+}
+
+/// The worked examples printed in PROTOCOL.md, byte for byte.
+#[test]
+fn worked_examples_in_the_specification_are_exact() {
+    let login = Request::Login {
+        username: "alice".into(),
+        password: Secret::new("hunter2"),
+    };
+    assert_eq!(
+        hex(&encoded(42, &login)),
+        "47 48 01 03 00 00 00 2a 00 00 00 10 \
+         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32"
+    );
+    assert_eq!(
+        hex(&encoded(42, &Response::Pong)),
+        "47 48 01 81 00 00 00 2a 00 00 00 00"
+    );
+    let busy = Response::Error(ErrorReply {
+        code: ErrorCode::Busy,
+        retry_after_ms: 1000,
+        message: "busy".into(),
+    });
+    assert_eq!(
+        hex(&encoded(43, &busy)),
+        "47 48 01 ff 00 00 00 2b 00 00 00 0c \
+         00 03 00 00 03 e8 00 04 62 75 73 79"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let messages: [&dyn Debug; 4] = [
+        &Request::Login {
+            username: "alice".into(),
+            password: Secret::new("hunter2"),
+        },
+        &Request::UpdateNickname {
+            token: Secret::new("hunter2"),
+            nickname: "Al".into(),
+        },
+        &Response::LoggedIn(Session {
+            token: Secret::new("hunter2"),
+            expires_at: 0,
+            profile: profile(None),
+        }),
+        &proto::Frame {
+            request_id: 1,
+            message: Request::Logout {
+                token: Secret::new("hunter2"),
+            },
+        },
+    ];
+    for message in messages {
+        let debug = format!("{message:?} {message:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+    assert_eq!(Secret::new("hunter2").expose(), "hunter2");
+}
