@@ -117,7 +117,8 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// How long [`Pool::get`] waits for a connection before giving up.
+    /// How long [`Pool::get`] waits for a connection before giving up. `Duration::MAX` waits
+    /// for ever.
     ///
     /// Defaults to 30 seconds.
     pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
@@ -126,7 +127,8 @@ impl<M: Manager> Builder<M> {
     }
 
     /// Idle connections beyond `min_idle` are closed after being idle this long; `None` keeps
-    /// them. Checked every maintenance interval.
+    /// them. Checked every maintenance interval by a connector thread that is not busy
+    /// connecting.
     ///
     /// Defaults to 10 minutes.
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -167,9 +169,10 @@ impl<M: Manager> Builder<M> {
     }
 
     /// After a failed connect no other connect is tried for a delay that starts at `min`,
-    /// doubles with every further failure up to `max`, and is jittered down by up to half. During
-    /// that delay, a checkout that would need a new connection fails at once with the last
-    /// connect error instead of waiting out its timeout.
+    /// doubles with every failed connect up to `max` until one succeeds, and is jittered down
+    /// by up to half. During that delay, a checkout that would need a new connection (there is
+    /// room for one and no connect in flight will serve it) fails at once with the last connect
+    /// error instead of waiting out its timeout, even while other connections are in use.
     ///
     /// Defaults to 50 ms and 1 second.
     ///

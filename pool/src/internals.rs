@@ -5,17 +5,24 @@
 //! connections happen after it is released. A waiter's slot lock is only ever taken while holding
 //! the pool lock or alone, never the other way round, so the two cannot deadlock.
 //!
+//! A `Manager` method or a connection's `Drop` that panics must not corrupt the counts: every
+//! call into that code goes through `catch_unwind` and counts as a failure (connect), an invalid
+//! or broken connection (`is_valid`, `has_broken`) or a finished close (`Drop`). The panic hook
+//! still reports the panic.
+//!
 //! Invariants, true whenever the pool lock is free:
 //! - `idle` is non-empty only when `waiters` is empty (a free connection always goes to the
 //!   front waiter first);
-//! - `open + pending <= max_size`, where `open` counts idle and checked-out connections.
+//! - `open + pending <= max_size`, where `open` counts idle, checked-out and closing
+//!   connections.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::config::Config;
 use crate::{Manager, Shared, Stats, WAIT_BUCKET_BOUNDS};
@@ -29,6 +36,20 @@ pub(crate) struct Conn<C> {
 struct IdleConn<C> {
     conn: Conn<C>,
     idle_since: Instant,
+}
+
+/// An idle connection just taken from the pool, not yet checked for age or validity.
+pub(crate) struct IdleConnHandle<C>(IdleConn<C>);
+
+/// How a successful checkout is counted. The counts never go down: a connection that fails its
+/// checks was never checked out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Served at once from the idle list without a check: counted when it is returned, under
+    /// the lock the return takes anyway, which keeps the fast path to a pop and a push.
+    OnReturn,
+    /// Waited or was checked: counted with its wait in `WaitStats` at checkout.
+    AtCheckout,
 }
 
 /// What a waiting thread is handed.
@@ -60,17 +81,10 @@ pub(crate) struct Counters {
     pub(crate) closed_idle: u64,
     pub(crate) closed_lifetime: u64,
     pub(crate) closed_invalid: u64,
-    /// Checkouts served from the idle list without waiting.
+    /// Returned connections that were checked out at once, without a check (`Counted::OnReturn`).
     pub(crate) immediate_checkouts: u64,
     pub(crate) checkout_timeouts: u64,
     pub(crate) checkout_connect_errors: u64,
-}
-
-/// Whether closing a connection taken from the idle list undoes the checkout counted for it.
-#[derive(Clone, Copy)]
-pub(crate) enum Checkout {
-    Keep,
-    Retract,
 }
 
 /// Why a connection is closed.
@@ -87,7 +101,7 @@ pub(crate) struct Internals<M: Manager> {
     idle: Vec<IdleConn<M::Connection>>,
     /// Waiting threads, the longest-waiting first.
     pub(crate) waiters: VecDeque<Arc<Waiter<M>>>,
-    /// Connections idle or checked out.
+    /// Connections idle, checked out or being closed.
     open: u32,
     /// Connects in flight.
     pending: u32,
@@ -110,7 +124,7 @@ impl<M: Manager> Internals<M> {
             last_error: None,
             retry_at: None,
             backoff: config.backoff_min,
-            next_maintenance: Instant::now() + config.maintenance_interval,
+            next_maintenance: later(Instant::now(), config.maintenance_interval),
             shutting_down: false,
             counters: Counters::default(),
         }
@@ -119,9 +133,15 @@ impl<M: Manager> Internals<M> {
     /// Pops the most recently returned idle connection. By the invariant, no thread is waiting
     /// when one is idle, so taking it jumps no queue.
     pub(crate) fn take_idle(&mut self) -> Option<IdleConnHandle<M::Connection>> {
-        let idle = self.idle.pop()?;
-        self.counters.immediate_checkouts += 1;
-        Some(IdleConnHandle(idle))
+        self.idle.pop().map(IdleConnHandle)
+    }
+
+    /// After a take: whether the idle count fell below `min_idle` and a connector can refill it
+    /// now. The cheap test comes first; the checkout path runs this under a hot lock.
+    pub(crate) fn wants_refill(&self, config: &Config, now: Instant) -> bool {
+        self.idle.len() < config.min_idle as usize
+            && self.has_capacity(config)
+            && self.wants_connect(config, now)
     }
 
     fn backing_off(&self, now: Instant) -> bool {
@@ -132,14 +152,15 @@ impl<M: Manager> Internals<M> {
         self.open + self.pending < config.max_size
     }
 
-    /// The error a checkout gets at once instead of queueing: when it would need a new
-    /// connection (there is room for one) but connects are backing off after a failure.
+    /// The error a newcomer gets at once instead of queueing: when it would need a new
+    /// connection (there is room for one, and the connects in flight are spoken for by the
+    /// waiters ahead of it) but connects are backing off after a failure.
     pub(crate) fn fail_fast_error(&self, config: &Config, now: Instant) -> Option<Arc<M::Error>> {
-        if self.has_capacity(config) && self.backing_off(now) {
-            self.last_error.clone()
-        } else {
-            None
+        let served_by_pending = self.waiters.len() < self.pending as usize;
+        if served_by_pending || !self.has_capacity(config) || !self.backing_off(now) {
+            return None;
         }
+        self.last_error.clone()
     }
 
     /// Whether a connector thread should start a connect now: there is room, the in-flight bound
@@ -174,17 +195,22 @@ impl<M: Manager> Internals<M> {
         }
     }
 
-    /// Fails every waiter with `error` when none of them can be served by a new connection soon
-    /// (connects are backing off) yet there is room for one. Returns the waiters to notify.
+    /// While connects back off and there is room for a connection, fails the waiters that need
+    /// a new one: all but the first `pending`, whom the connects still in flight will serve.
+    /// Returns the waiters to notify.
     fn fail_waiters_if_backing_off(
         &mut self,
         config: &Config,
         now: Instant,
     ) -> Vec<Arc<Waiter<M>>> {
-        let Some(error) = self.fail_fast_error(config, now) else {
+        let keep = self.pending as usize;
+        if self.waiters.len() <= keep || !self.has_capacity(config) || !self.backing_off(now) {
+            return Vec::new();
+        }
+        let Some(error) = self.last_error.clone() else {
             return Vec::new();
         };
-        let failed: Vec<_> = self.waiters.drain(..).collect();
+        let failed: Vec<_> = self.waiters.drain(keep..).collect();
         for waiter in &failed {
             *waiter.slot.lock() = Some(Handoff::Failed(Arc::clone(&error)));
         }
@@ -202,6 +228,12 @@ impl<M: Manager> Internals<M> {
             CloseReason::Invalid => &mut self.counters.closed_invalid,
         };
         *counter += 1;
+    }
+
+    fn count_return(&mut self, counted: Counted) {
+        if counted == Counted::OnReturn {
+            self.counters.immediate_checkouts += 1;
+        }
     }
 
     pub(crate) fn remove_waiter(&mut self, waiter: &Waiter<M>) {
@@ -225,9 +257,9 @@ impl<M: Manager> Internals<M> {
         for idle in self.idle.drain(..) {
             let expired = idle.conn.expires_at.is_some_and(|at| now >= at);
             let idled_out = idle_left > config.min_idle as usize
-                && config
-                    .idle_timeout
-                    .is_some_and(|timeout| now.duration_since(idle.idle_since) >= timeout);
+                && config.idle_timeout.is_some_and(|timeout| {
+                    now.saturating_duration_since(idle.idle_since) >= timeout
+                });
             if expired || idled_out {
                 idle_left -= 1;
                 closing.push((idle.conn, expired));
@@ -265,12 +297,12 @@ impl<M: Manager> Internals<M> {
             closed_idle: self.counters.closed_idle,
             closed_lifetime: self.counters.closed_lifetime,
             closed_invalid: self.counters.closed_invalid,
-            checkouts: self.counters.immediate_checkouts,
             checkout_timeouts: self.counters.checkout_timeouts,
             checkout_connect_errors: self.counters.checkout_connect_errors,
+            // Completed by `WaitStats::add_to`; an immediate checkout waited nothing.
+            checkouts: self.counters.immediate_checkouts,
             checkout_wait_total: Duration::ZERO,
             checkout_wait_max: Duration::ZERO,
-            // Immediate checkouts waited nothing: they count in the first bucket.
             checkout_wait_buckets: std::array::from_fn(|bucket| {
                 if bucket == 0 {
                     self.counters.immediate_checkouts
@@ -282,24 +314,29 @@ impl<M: Manager> Internals<M> {
     }
 }
 
-/// An idle connection just taken from the pool, not yet checked for age or validity.
-pub(crate) struct IdleConnHandle<C>(IdleConn<C>);
-
-/// Waits of checkouts that queued, recorded by the woken thread without the pool lock.
+/// Successful checkouts that waited or had their connection checked (`Counted::AtCheckout`) and
+/// their waits, recorded by the checking-out thread once it has its connection, without the
+/// pool lock. Together with the immediate checkouts counted on return, the buckets are the only
+/// count of checkouts, so a snapshot's histogram always sums to its checkout count.
 #[derive(Default)]
 pub(crate) struct WaitStats {
-    count: AtomicU64,
     total_nanos: AtomicU64,
     max_nanos: AtomicU64,
     buckets: [AtomicU64; WAIT_BUCKET_BOUNDS.len() + 1],
 }
 
 impl WaitStats {
+    /// A checkout served at once from the idle list: it waited nothing.
+    pub(crate) fn record_immediate(&self) {
+        self.buckets[0].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        // The total is raised before the max and read after it, so no snapshot shows a max
+        // above the total.
+        self.total_nanos.fetch_add(nanos, Ordering::SeqCst);
+        self.max_nanos.fetch_max(nanos, Ordering::SeqCst);
         let bucket = WAIT_BUCKET_BOUNDS
             .iter()
             .position(|bound| waited <= *bound)
@@ -308,52 +345,69 @@ impl WaitStats {
     }
 
     pub(crate) fn add_to(&self, stats: &mut Stats) {
-        stats.checkouts += self.count.load(Ordering::Relaxed);
-        stats.checkout_wait_total = Duration::from_nanos(self.total_nanos.load(Ordering::Relaxed));
-        stats.checkout_wait_max = Duration::from_nanos(self.max_nanos.load(Ordering::Relaxed));
+        stats.checkout_wait_max = Duration::from_nanos(self.max_nanos.load(Ordering::SeqCst));
+        stats.checkout_wait_total = Duration::from_nanos(self.total_nanos.load(Ordering::SeqCst));
         for (total, bucket) in stats.checkout_wait_buckets.iter_mut().zip(&self.buckets) {
-            *total += bucket.load(Ordering::Relaxed);
+            let count = bucket.load(Ordering::Relaxed);
+            *total += count;
+            stats.checkouts += count;
         }
     }
 }
 
 impl<M: Manager> Shared<M> {
-    /// Checks an idle connection's age and, when it idled past the threshold, its validity,
-    /// outside the lock. Returns it ready for use, or closes it and returns `None`.
+    /// Checks a taken idle connection's age and, when it idled past the threshold, its validity,
+    /// outside the lock. Returns it ready for use with whether it was validated, or closes it
+    /// and returns `None`.
     pub(crate) fn ready_for_use(
         &self,
         IdleConnHandle(idle): IdleConnHandle<M::Connection>,
         now: Instant,
-    ) -> Option<Conn<M::Connection>> {
+    ) -> Option<(Conn<M::Connection>, bool)> {
         let mut conn = idle.conn;
         if conn.expires_at.is_some_and(|at| now >= at) {
-            self.close(conn, CloseReason::Lifetime, Checkout::Retract);
+            self.close(conn, CloseReason::Lifetime, None);
             return None;
         }
         let needs_check = self
             .config
             .validate_after_idle
             .is_some_and(|threshold| now.saturating_duration_since(idle.idle_since) > threshold);
-        if needs_check && self.manager.is_valid(&mut conn.raw).is_err() {
-            self.close(conn, CloseReason::Invalid, Checkout::Retract);
-            return None;
+        if needs_check {
+            let valid = catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw)))
+                .is_ok_and(|checked| checked.is_ok());
+            if !valid {
+                self.close(conn, CloseReason::Invalid, None);
+                return None;
+            }
         }
-        Some(conn)
+        Some((conn, needs_check))
     }
 
     /// Takes back a connection from its user: closes it if broken or past its lifetime, else
     /// hands it to the longest waiter or makes it idle.
-    pub(crate) fn put_back(&self, mut conn: Conn<M::Connection>, marked_broken: bool) {
-        if marked_broken || self.manager.has_broken(&mut conn.raw) {
-            self.close(conn, CloseReason::Broken, Checkout::Keep);
+    pub(crate) fn put_back(
+        &self,
+        mut conn: Conn<M::Connection>,
+        marked_broken: bool,
+        counted: Counted,
+    ) {
+        // `has_broken` is not asked about a connection already known broken: its user may be
+        // unwinding from a panic, and a second panic would abort the process.
+        let broken = marked_broken
+            || catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
+                .unwrap_or(true);
+        if broken {
+            self.close(conn, CloseReason::Broken, Some(counted));
             return;
         }
         let now = Instant::now();
         if conn.expires_at.is_some_and(|at| now >= at) {
-            self.close(conn, CloseReason::Lifetime, Checkout::Keep);
+            self.close(conn, CloseReason::Lifetime, Some(counted));
             return;
         }
         let mut internals = self.internals.lock();
+        internals.count_return(counted);
         let waiter = internals.hand_over(conn, now);
         drop(internals);
         if let Some(waiter) = waiter {
@@ -362,31 +416,34 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Drops a connection with the lock released, then frees its place for a new one.
-    fn close(&self, conn: Conn<M::Connection>, reason: CloseReason, checkout: Checkout) {
-        let mut internals = self.internals.lock();
-        internals.count_close(reason);
-        if let Checkout::Retract = checkout {
-            internals.counters.immediate_checkouts -= 1;
+    /// `returned` is how the checkout was counted when a user returned it; `None` when it never
+    /// left the pool.
+    fn close(&self, conn: Conn<M::Connection>, reason: CloseReason, returned: Option<Counted>) {
+        {
+            let mut internals = self.internals.lock();
+            internals.count_close(reason);
+            if let Some(counted) = returned {
+                internals.count_return(counted);
+            }
         }
-        drop(internals);
-        drop(conn);
+        drop_unwinding(conn);
         self.release_slots(&mut self.internals.lock(), 1);
     }
 
     /// Frees the places of `count` dropped connections. The room may let a connector serve the
     /// waiters, or, while connects are backing off, means the waiters are failed at once.
-    fn release_slots(&self, internals: &mut parking_lot::MutexGuard<'_, Internals<M>>, count: u32) {
+    fn release_slots(&self, internals: &mut MutexGuard<'_, Internals<M>>, count: u32) {
         let now = Instant::now();
         internals.open -= count;
         let failed = internals.fail_waiters_if_backing_off(&self.config, now);
         if internals.wants_connect(&self.config, now) {
             self.connector_wakeup.notify_one();
         }
-        parking_lot::MutexGuard::unlocked(internals, || notify_all(&failed));
+        MutexGuard::unlocked(internals, || notify_all(&failed));
     }
 
-    /// Stops the connector threads and closes idle connections. Connections in use are closed
-    /// when returned.
+    /// Tells the connector threads to exit and closes the idle connections. No connection is in
+    /// use: guards borrow the pool, so it cannot be dropped while one is out.
     pub(crate) fn shut_down(&self) {
         let mut internals = self.internals.lock();
         internals.shutting_down = true;
@@ -394,7 +451,7 @@ impl<M: Manager> Shared<M> {
         internals.open -= idle.len() as u32;
         drop(internals);
         self.connector_wakeup.notify_all();
-        drop(idle);
+        drop_unwinding(idle);
     }
 
     /// The body of a connector thread: opens connections when wanted, and runs maintenance
@@ -407,22 +464,30 @@ impl<M: Manager> Shared<M> {
             }
             let now = Instant::now();
             if now >= internals.next_maintenance {
-                internals.next_maintenance = now + self.config.maintenance_interval;
+                internals.next_maintenance = later(now, self.config.maintenance_interval);
                 let closing = internals.reap(&self.config, now);
                 if !closing.is_empty() {
                     let count = closing.len() as u32;
-                    parking_lot::MutexGuard::unlocked(&mut internals, || drop(closing));
+                    MutexGuard::unlocked(&mut internals, || drop_unwinding(closing));
                     self.release_slots(&mut internals, count);
                 }
                 continue;
             }
             if internals.wants_connect(&self.config, now) {
                 internals.pending += 1;
-                drop(internals);
-                let result = self.manager.connect();
-                internals = self.internals.lock();
+                let result = MutexGuard::unlocked(&mut internals, || {
+                    catch_unwind(AssertUnwindSafe(|| self.manager.connect()))
+                });
                 internals.pending -= 1;
-                self.finish_connect(&mut internals, result);
+                match result {
+                    Ok(result) => self.finish_connect(&mut internals, result),
+                    // A panicking connect backs off like a failing one. There is no error to
+                    // hand the waiters, so they keep waiting for the retry.
+                    Err(_panic) => {
+                        internals.counters.connect_failures += 1;
+                        self.start_backoff(&mut internals, Instant::now());
+                    }
+                }
                 continue;
             }
             let mut wake_at = internals.next_maintenance;
@@ -438,14 +503,14 @@ impl<M: Manager> Shared<M> {
     /// Waiters are notified and connections dropped with the lock released.
     fn finish_connect(
         &self,
-        internals: &mut parking_lot::MutexGuard<'_, Internals<M>>,
+        internals: &mut MutexGuard<'_, Internals<M>>,
         result: Result<M::Connection, M::Error>,
     ) {
         let now = Instant::now();
         match result {
             Ok(raw) => {
                 if internals.shutting_down {
-                    parking_lot::MutexGuard::unlocked(internals, || drop(raw));
+                    MutexGuard::unlocked(internals, || drop_unwinding(raw));
                     return;
                 }
                 internals.open += 1;
@@ -455,26 +520,51 @@ impl<M: Manager> Shared<M> {
                 internals.backoff = self.config.backoff_min;
                 let conn = Conn {
                     raw,
+                    // A lifetime too long to add to the clock is no limit at all.
                     expires_at: self
                         .config
                         .max_lifetime
-                        .map(|lifetime| now + jittered(lifetime)),
+                        .and_then(|lifetime| now.checked_add(jittered(lifetime))),
                 };
                 if let Some(waiter) = internals.hand_over(conn, now) {
-                    parking_lot::MutexGuard::unlocked(internals, || waiter.ready.notify_one());
+                    MutexGuard::unlocked(internals, || waiter.ready.notify_one());
                 }
             }
             Err(error) => {
                 internals.counters.connect_failures += 1;
                 internals.last_error = Some(Arc::new(error));
-                let delay = internals.backoff.mul_f64(1.0 - fastrand::f64() / 2.0);
-                internals.retry_at = Some(now + delay);
-                internals.backoff = (internals.backoff * 2).min(self.config.backoff_max);
+                self.start_backoff(internals, now);
                 let failed = internals.fail_waiters_if_backing_off(&self.config, now);
-                parking_lot::MutexGuard::unlocked(internals, || notify_all(&failed));
+                MutexGuard::unlocked(internals, || notify_all(&failed));
             }
         }
     }
+
+    /// Holds off connects for the current backoff, jittered down by up to half, and doubles the
+    /// backoff for next time, up to its maximum. A connect that succeeds resets it.
+    fn start_backoff(&self, internals: &mut Internals<M>, now: Instant) {
+        let delay = internals.backoff.mul_f64(1.0 - fastrand::f64() / 2.0);
+        internals.retry_at = Some(later(now, delay));
+        internals.backoff = internals
+            .backoff
+            .saturating_mul(2)
+            .min(self.config.backoff_max);
+    }
+}
+
+/// Drops a value, containing a panic in its `Drop` (the panic hook has reported it already) so
+/// that the pool's counts stay right.
+fn drop_unwinding<T>(value: T) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+/// `now + by`, or a point decades away when that overflows the clock: a `Duration::MAX`
+/// setting means "never".
+fn later(now: Instant, by: Duration) -> Instant {
+    const DECADES: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    now.checked_add(by)
+        .or_else(|| now.checked_add(DECADES))
+        .unwrap_or(now)
 }
 
 fn notify_all<M: Manager>(waiters: &[Arc<Waiter<M>>]) {

@@ -32,12 +32,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use thiserror::Error;
 
 pub use config::Builder;
 use config::Config;
-use internals::{Conn, Handoff, Internals, WaitStats, Waiter};
+use internals::{Conn, Counted, Handoff, Internals, WaitStats, Waiter};
 
 /// Opens, checks and judges the connections of one pool.
 pub trait Manager: Send + Sync + 'static {
@@ -60,7 +60,9 @@ pub trait Manager: Send + Sync + 'static {
 }
 
 /// A pool of connections made by `M`. Share it between threads by reference (`&Pool` or
-/// `Arc<Pool>`); dropping it stops its background threads and closes its idle connections.
+/// `Arc<Pool>`). Dropping it closes its idle connections and tells its connector threads to
+/// exit; it does not wait for them, so a connect in flight finishes (and its connection is
+/// dropped) in the background.
 pub struct Pool<M: Manager> {
     shared: Arc<Shared<M>>,
 }
@@ -78,8 +80,8 @@ pub(crate) struct Shared<M: Manager> {
 /// Why a checkout returned no connection.
 #[derive(Debug, Error)]
 pub enum Error<E: std::error::Error + 'static> {
-    /// No connection became free before the timeout. `last_error` is the most recent connect
-    /// error, if connects were failing while this checkout waited.
+    /// No connection became free before the timeout. `last_error` is the error of the most
+    /// recent failed connect, if no connect has succeeded since.
     #[error("timed out after {waited:?} waiting for a connection")]
     Timeout {
         /// How long the checkout waited.
@@ -103,7 +105,7 @@ pub struct Stats {
     pub size: u32,
     /// Idle connections.
     pub idle: u32,
-    /// Connections handed out (or being validated).
+    /// Connections handed out, being validated or being closed.
     pub in_use: u32,
     /// Threads waiting for a connection.
     pub waiting: u32,
@@ -123,7 +125,8 @@ pub struct Stats {
     pub closed_lifetime: u64,
     /// Connections closed because [`Manager::is_valid`] failed.
     pub closed_invalid: u64,
-    /// Successful checkouts.
+    /// Successful checkouts. A checkout served at once from the idle list is counted when the
+    /// connection is returned; one that waited or validated, when it gets its connection.
     pub checkouts: u64,
     /// Checkouts that timed out.
     pub checkout_timeouts: u64,
@@ -205,50 +208,104 @@ impl<M: Manager> Pool<M> {
         timeout: Duration,
     ) -> Result<PooledConnection<'_, M>, Error<M::Error>> {
         let start = Instant::now();
-        let deadline = start + timeout;
-        loop {
-            let mut internals = self.shared.internals.lock();
-            if let Some(idle) = internals.take_idle() {
-                drop(internals);
-                match self.shared.ready_for_use(idle, start) {
-                    Some(conn) => return Ok(self.guard(conn)),
-                    None => continue,
+        // No deadline when the timeout is too long to add to the clock.
+        let deadline = start.checked_add(timeout);
+        // Set once an idle connection this checkout took failed its checks.
+        let mut retrying = false;
+        let mut internals = loop {
+            // Fresh each round: the previous round may have spent long validating.
+            let now = Instant::now();
+            match self.take_ready_idle(now) {
+                Ok(Some((conn, validated))) => {
+                    if validated || retrying {
+                        self.shared.wait_stats.record(start.elapsed());
+                        return Ok(self.guard(conn, Counted::AtCheckout));
+                    }
+                    return Ok(self.guard(conn, Counted::OnReturn));
                 }
+                Ok(None) if deadline.is_some_and(|at| Instant::now() >= at) => {
+                    let mut internals = self.shared.internals.lock();
+                    internals.counters.checkout_timeouts += 1;
+                    return Err(Error::Timeout {
+                        waited: start.elapsed(),
+                        last_error: internals.last_error.clone(),
+                    });
+                }
+                Ok(None) => retrying = true,
+                Err(internals) => break internals,
             }
-            if let Some(error) = internals.fail_fast_error(&self.shared.config, start) {
-                internals.counters.checkout_connect_errors += 1;
-                return Err(Error::Connect(error));
-            }
-            let waiter = Arc::new(Waiter::default());
+        };
+        let now = Instant::now();
+        if let Some(error) = internals.fail_fast_error(&self.shared.config, now) {
+            internals.counters.checkout_connect_errors += 1;
+            return Err(Error::Connect(error));
+        }
+        let waiter = Arc::new(Waiter::default());
+        if retrying {
+            // Threads queue only while nothing is idle, and this checkout found a connection
+            // idle, so it came before every waiter (bar another retrying checkout): it keeps
+            // its place at the front.
+            internals.waiters.push_front(Arc::clone(&waiter));
+        } else {
             internals.waiters.push_back(Arc::clone(&waiter));
-            let wake_connector = internals.wants_connect(&self.shared.config, start);
-            drop(internals);
-            if wake_connector {
-                self.shared.connector_wakeup.notify_one();
+        }
+        let wake_connector = internals.wants_connect(&self.shared.config, now);
+        drop(internals);
+        if wake_connector {
+            self.shared.connector_wakeup.notify_one();
+        }
+        match self.wait_for_handoff(&waiter, deadline) {
+            Ok(Handoff::Conn(conn)) => {
+                self.shared.wait_stats.record(start.elapsed());
+                Ok(self.guard(conn, Counted::AtCheckout))
             }
-            return match self.wait_for_handoff(&waiter, deadline) {
-                Some(Handoff::Conn(conn)) => {
-                    self.shared.wait_stats.record(start.elapsed());
-                    Ok(self.guard(conn))
-                }
-                Some(Handoff::Failed(error)) => Err(Error::Connect(error)),
-                None => Err(Error::Timeout {
-                    waited: start.elapsed(),
-                    last_error: self.shared.internals.lock().last_error.clone(),
-                }),
-            };
+            Ok(Handoff::Failed(error)) => Err(Error::Connect(error)),
+            Err(last_error) => Err(Error::Timeout {
+                waited: start.elapsed(),
+                last_error,
+            }),
         }
     }
 
-    /// Checks out an idle connection if one is ready now; never waits and never connects.
+    /// Checks out an idle connection if one is ready now. Never queues and never connects; it
+    /// does run [`Manager::is_valid`] on a connection that idled past `validate_after_idle`.
     pub fn try_get(&self) -> Option<PooledConnection<'_, M>> {
-        let now = Instant::now();
         loop {
-            let idle = self.shared.internals.lock().take_idle()?;
-            if let Some(conn) = self.shared.ready_for_use(idle, now) {
-                return Some(self.guard(conn));
+            match self.take_ready_idle(Instant::now()) {
+                Ok(Some((conn, validated))) => {
+                    if validated {
+                        self.shared.wait_stats.record_immediate();
+                        return Some(self.guard(conn, Counted::AtCheckout));
+                    }
+                    return Some(self.guard(conn, Counted::OnReturn));
+                }
+                Ok(None) => {}
+                Err(_no_idle) => return None,
             }
         }
+    }
+
+    /// Takes the most recently returned idle connection and checks it outside the lock.
+    /// `Ok(Some((conn, validated)))`: ready for use. `Ok(None)`: it failed its checks and was
+    /// closed. `Err`: none is idle, and the lock is still held so the caller can queue without
+    /// a gap.
+    #[allow(clippy::type_complexity)]
+    fn take_ready_idle(
+        &self,
+        now: Instant,
+    ) -> Result<Option<(Conn<M::Connection>, bool)>, MutexGuard<'_, Internals<M>>> {
+        let mut internals = self.shared.internals.lock();
+        let Some(idle) = internals.take_idle() else {
+            return Err(internals);
+        };
+        // Taking it may leave fewer than `min_idle` idle: start the refill now, not at the
+        // next maintenance tick.
+        let refill = internals.wants_refill(&self.shared.config, now);
+        drop(internals);
+        if refill {
+            self.shared.connector_wakeup.notify_one();
+        }
+        Ok(self.shared.ready_for_use(idle, now))
     }
 
     /// A snapshot of the pool's state and counters.
@@ -262,24 +319,36 @@ impl<M: Manager> Pool<M> {
         stats
     }
 
-    fn guard(&self, conn: Conn<M::Connection>) -> PooledConnection<'_, M> {
+    fn guard(&self, conn: Conn<M::Connection>, counted: Counted) -> PooledConnection<'_, M> {
         PooledConnection {
             pool: self,
             conn: Some(conn),
             broken: false,
+            counted,
         }
     }
 
     /// Waits on the waiter's own slot. The slot is filled under the pool lock by whoever pops the
     /// waiter from the queue, so a woken waiter takes its connection without touching that lock.
-    fn wait_for_handoff(&self, waiter: &Waiter<M>, deadline: Instant) -> Option<Handoff<M>> {
+    /// On timeout, returns the last connect error, if any.
+    #[allow(clippy::type_complexity)]
+    fn wait_for_handoff(
+        &self,
+        waiter: &Waiter<M>,
+        deadline: Option<Instant>,
+    ) -> Result<Handoff<M>, Option<Arc<M::Error>>> {
         let mut slot = waiter.slot.lock();
         loop {
             if let Some(handoff) = slot.take() {
-                return Some(handoff);
+                return Ok(handoff);
             }
-            if waiter.ready.wait_until(&mut slot, deadline).timed_out() {
-                break;
+            match deadline {
+                Some(deadline) => {
+                    if waiter.ready.wait_until(&mut slot, deadline).timed_out() {
+                        break;
+                    }
+                }
+                None => waiter.ready.wait(&mut slot),
             }
         }
         drop(slot);
@@ -287,11 +356,11 @@ impl<M: Manager> Pool<M> {
         // just now, or the waiter is still queued and leaves the queue empty-handed.
         let mut internals = self.shared.internals.lock();
         if let Some(handoff) = waiter.slot.lock().take() {
-            return Some(handoff);
+            return Ok(handoff);
         }
         internals.remove_waiter(waiter);
         internals.counters.checkout_timeouts += 1;
-        None
+        Err(internals.last_error.clone())
     }
 }
 
@@ -314,6 +383,7 @@ pub struct PooledConnection<'a, M: Manager> {
     pool: &'a Pool<M>,
     conn: Option<Conn<M::Connection>>,
     broken: bool,
+    counted: Counted,
 }
 
 impl<M: Manager> PooledConnection<'_, M> {
@@ -347,7 +417,9 @@ impl<M: Manager> DerefMut for PooledConnection<'_, M> {
 impl<M: Manager> Drop for PooledConnection<'_, M> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.shared.put_back(conn, self.broken);
+            // A user that panicked may have left the connection in the middle of a request.
+            let broken = self.broken || thread::panicking();
+            self.pool.shared.put_back(conn, broken, self.counted);
         }
     }
 }

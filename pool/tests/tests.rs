@@ -3,6 +3,7 @@
 //! the count invariants.
 
 mod fake;
+mod regressions;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,18 +88,26 @@ fn newcomer_cannot_take_a_connection_handed_to_a_waiter() {
     let (manager, _state) = fake();
     let pool = builder().max_size(1).build(manager).unwrap();
     let held = pool.get().unwrap();
+    // The waiter keeps the connection until the checks below are done; if it returned it, the
+    // connection would be idle and rightly free for anyone.
+    let checked = std::sync::Barrier::new(2);
     thread::scope(|scope| {
-        let waiter = scope.spawn(|| pool.get().map(|conn| conn.id).unwrap());
+        let waiter = scope.spawn(|| {
+            let conn = pool.get().unwrap();
+            checked.wait();
+            conn.id
+        });
         wait_until("the waiter is queued", PATIENCE, || {
             pool.stats().waiting == 1
         });
         drop(held);
-        // The connection went straight to the waiter, even if it has not woken yet.
+        // The connection went straight to the waiter, whether or not it has woken yet.
         assert!(pool.try_get().is_none());
         assert!(matches!(
             pool.get_timeout(Duration::ZERO),
             Err(Error::Timeout { .. })
         ));
+        checked.wait();
         assert_eq!(waiter.join().unwrap(), 1);
     });
 }
