@@ -1,0 +1,166 @@
+//! PostgreSQL access: an r2d2 pool of `postgres` clients, each with its own cache of prepared
+//! statements, and the retry-once rule for queries whose connection broke.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Statement};
+
+/// Where the schema comes from: `tcp-server/migrations`, applied by refinery.
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A pooled client and the statements prepared on it. The sync client has no statement cache of
+/// its own, and preparing on every query would double the round trips.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PgConn {
+    /// The client, for queries with a statement from [`PgConn::prepared`].
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// `sql` prepared on this connection, prepared once and cached.
+    pub fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Opens [`PgConn`]s for r2d2.
+pub struct PgManager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+/// Why a database call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had (the database is down, or the pool is exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The query failed; `.code()` tells constraint violations apart.
+    #[error("query failed: {0}")]
+    Query(#[from] postgres::Error),
+}
+
+/// Settings of the database pool.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// The most connections at once.
+    pub pool_size: u32,
+    /// How long a request waits for a connection.
+    pub checkout_timeout: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+}
+
+/// The pool of database connections.
+pub struct Db {
+    pool: r2d2::Pool<PgManager>,
+}
+
+/// State of the pool, for the stats.
+pub struct PoolState {
+    /// Open connections.
+    pub connections: u32,
+    /// Idle connections.
+    pub idle: u32,
+    /// The configured maximum.
+    pub max: u32,
+}
+
+impl Db {
+    /// A pool for `url`. It connects lazily, so the server starts even while the database is
+    /// down and answers `Unavailable` until it is back.
+    pub fn new(url: &str, config: &DbConfig) -> anyhow::Result<Self> {
+        let mut pg: postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
+        pg.connect_timeout(config.connect_timeout);
+        pg.application_name("gatehouse-tcp-server");
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.checkout_timeout)
+            // A validity query on every checkout would double the round trips; broken
+            // connections are caught by `has_broken` and the retry in `Db::run`.
+            .test_on_check_out(false)
+            .build_unchecked(PgManager { config: pg });
+        Ok(Db { pool })
+    }
+
+    /// Runs `query` on a pooled connection. If it fails because its connection broke, it runs
+    /// once more on a fresh connection; so `query` must be safe to repeat.
+    pub fn run<T>(
+        &self,
+        mut query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        match self.run_once(&mut query) {
+            Err(DbError::Query(error)) if error.is_closed() => {
+                log::warn!("retrying a query whose connection broke: {error}");
+                self.run_once(&mut query)
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `query` once, for statements that must not be repeated.
+    pub fn run_once<T>(
+        &self,
+        query: &mut impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(query(&mut conn)?)
+    }
+
+    /// Open and idle connections.
+    pub fn state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+}
+
+/// Applies every pending migration; returns how many ran.
+pub fn migrate(url: &str) -> anyhow::Result<usize> {
+    let mut client = Client::connect(url, NoTls)
+        .map_err(|e| anyhow::anyhow!("connecting to the database: {e}"))?;
+    let report = embedded::migrations::runner()
+        .run(&mut client)
+        .map_err(|e| anyhow::anyhow!("migrating: {e}"))?;
+    Ok(report.applied_migrations().len())
+}

@@ -1,0 +1,28 @@
+//! gatehouse's business-logic tier: every account rule and all access to PostgreSQL, served
+//! to http-server over the `proto` protocol.
+//!
+//! # Layout
+//! - `server`: the acceptor, the fixed set of worker threads and one connection's request loop
+//!   ([`server::run`] takes a bound listener and a [`server::Shutdown`]).
+//! - `ops`: one module per operation and one `match` that dispatches a [`proto::Request`].
+//! - `rules`: what a valid username, password and nickname are.
+//! - `password`: argon2id with the pepper; `token`: signed session tokens; `secrets`: the
+//!   pepper and the keys derived from it.
+//! - `picture`: recognising, bounding and re-encoding uploaded images; `limit`: the semaphore
+//!   that bounds memory-hungry work.
+//! - `db`: the r2d2 pool of `postgres` clients with cached prepared statements, and migrations
+//!   (`tcp-server/migrations`).
+//! - `stats`: counters and latencies, exported as `proto::Sample`s.
+//! - `seed`: loading millions of users with real hashes, and the seeded credentials' scheme.
+
+pub mod db;
+pub mod limit;
+pub mod ops;
+pub mod password;
+pub mod picture;
+pub mod rules;
+pub mod secrets;
+pub mod seed;
+pub mod server;
+pub mod stats;
+pub mod token;

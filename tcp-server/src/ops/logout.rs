@@ -1,0 +1,29 @@
+//! Logout: revoke exactly the session the token names.
+
+use proto::Response;
+
+use super::{Context, OpError, auth};
+
+const REVOKE: &str = "INSERT INTO revoked_sessions (session_id, expires_at) \
+     VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING";
+const PRUNE: &str = "DELETE FROM revoked_sessions WHERE expires_at < now()";
+
+pub(super) fn run(ctx: &Context, token: &str) -> Result<Response, OpError> {
+    let (claims, _) = auth::session(ctx, token)?;
+    let expires_at = claims.expires_at as f64;
+    ctx.db.run(|conn| {
+        let statement = conn.prepared(REVOKE)?;
+        conn.client()
+            .execute(&statement, &[&claims.session_id.as_slice(), &expires_at])
+    })?;
+    Ok(Response::LoggedOut)
+}
+
+/// Forgets revocations of sessions that have expired anyway (their tokens are refused for
+/// their expiry); returns how many. Run now and then so the table stays small.
+pub fn prune_revocations(ctx: &Context) -> Result<u64, crate::db::DbError> {
+    ctx.db.run(|conn| {
+        let statement = conn.prepared(PRUNE)?;
+        conn.client().execute(&statement, &[])
+    })
+}

@@ -1,0 +1,107 @@
+//! One module per operation and the one `match` that dispatches a request to it. A new
+//! operation touches one file here and one arm below.
+
+mod auth;
+mod login;
+mod logout;
+
+pub use logout::prune_revocations;
+mod nickname;
+mod picture;
+mod profile;
+mod register;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
+
+use crate::db::{Db, DbError};
+use crate::password::Hasher;
+use crate::picture::Pictures;
+use crate::stats::Stats;
+use crate::token::TokenKey;
+
+/// Everything an operation may use.
+pub struct Context {
+    /// The database.
+    pub db: Db,
+    /// Password hashing.
+    pub hasher: Hasher,
+    /// Session tokens.
+    pub tokens: TokenKey,
+    /// Picture processing.
+    pub pictures: Pictures,
+    /// How long a session lasts.
+    pub session_ttl: Duration,
+    /// The server's counters.
+    pub stats: Stats,
+}
+
+/// Answers one request. Every failure becomes a typed error reply; nothing here panics on
+/// input.
+pub fn handle(ctx: &Context, request: Request) -> Response {
+    let result = match request {
+        Request::Ping => Ok(Response::Pong),
+        Request::Register {
+            username,
+            password,
+            nickname,
+        } => register::run(ctx, &username, password.expose(), nickname.as_deref()),
+        Request::Login { username, password } => login::run(ctx, &username, password.expose()),
+        Request::Logout { token } => logout::run(ctx, token.expose()),
+        Request::GetProfile { token } => profile::run(ctx, token.expose()),
+        Request::UpdateNickname { token, nickname } => {
+            nickname::run(ctx, token.expose(), &nickname)
+        }
+        Request::SetPicture { token, image } => picture::set(ctx, token.expose(), &image),
+        Request::GetPicture { key } => picture::get(ctx, &key),
+        Request::Stats => Ok(Response::Stats(ctx.stats.snapshot(&ctx.db.state()))),
+    };
+    result.unwrap_or_else(|error| Response::Error(error.0))
+}
+
+/// A failed operation: the error reply to send.
+#[derive(Debug)]
+pub struct OpError(pub ErrorReply);
+
+impl OpError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        OpError(ErrorReply::new(code, message))
+    }
+}
+
+impl From<DbError> for OpError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(reason) => {
+                log::warn!("database unavailable: {reason}");
+                OpError(ErrorReply {
+                    code: ErrorCode::Unavailable,
+                    retry_after_ms: 1_000,
+                    message: "the database is unavailable; try again shortly".to_owned(),
+                })
+            }
+            DbError::Query(error) => {
+                log::error!("database query failed: {error}");
+                OpError::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// A profile row: `id, username, nickname, picture_id`.
+fn profile_from(row: &postgres::Row) -> Profile {
+    Profile {
+        id: row.get(0),
+        username: row.get(1),
+        nickname: row.get(2),
+        picture: row.get(3),
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
+}

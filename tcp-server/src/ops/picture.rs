@@ -1,0 +1,109 @@
+//! Set picture (replace the account's picture) and get picture (by its key). Pictures live in
+//! PostgreSQL like all durable state, so any tcp-server instance serves any picture.
+
+use proto::{ErrorCode, ImageFormat, Picture, Response};
+use sha2::{Digest, Sha256};
+
+use super::{Context, OpError, auth, profile_from};
+use crate::picture::PictureError;
+
+const INSERT: &str = "INSERT INTO pictures (id, user_id, format, data) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO NOTHING";
+const POINT: &str = "UPDATE users SET picture_id = $1 WHERE id = $2 \
+     RETURNING id, username, nickname, picture_id";
+const PRUNE: &str = "DELETE FROM pictures WHERE user_id = $2 AND id <> $1";
+const FETCH: &str = "SELECT format, data FROM pictures WHERE id = $1";
+
+pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response, OpError> {
+    let (claims, _) = auth::session(ctx, token)?;
+    let processed = ctx.pictures.process(upload).map_err(|error| match error {
+        PictureError::TooLarge(message) => OpError::new(ErrorCode::PayloadTooLarge, message),
+        PictureError::Unsupported(message) => {
+            OpError::new(ErrorCode::UnsupportedMediaType, message)
+        }
+    })?;
+    // The key names the content, so a picture URL never changes meaning and can be cached
+    // for ever.
+    let digest = Sha256::digest(&processed.data);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("{}-{hex}", claims.user_id);
+    let format = i16::from(processed.format as u8);
+    // Idempotent (same key, same content), so a retry after a broken connection is safe.
+    let row = ctx.db.run(|conn| {
+        let (insert, point, prune) = (
+            conn.prepared(INSERT)?,
+            conn.prepared(POINT)?,
+            conn.prepared(PRUNE)?,
+        );
+        let mut tx = conn.client().transaction()?;
+        tx.execute(&insert, &[&key, &claims.user_id, &format, &processed.data])?;
+        let row = tx.query_opt(&point, &[&key, &claims.user_id])?;
+        tx.execute(&prune, &[&key, &claims.user_id])?;
+        tx.commit()?;
+        Ok(row)
+    })?;
+    match row {
+        Some(row) => Ok(Response::PictureSet(profile_from(&row))),
+        None => Err(OpError::new(
+            ErrorCode::Unauthorized,
+            "invalid or expired session",
+        )),
+    }
+}
+
+pub(super) fn get(ctx: &Context, key: &str) -> Result<Response, OpError> {
+    let not_found = || OpError::new(ErrorCode::NotFound, "no such picture");
+    if !is_key(key) {
+        return Err(not_found());
+    }
+    let row = ctx.db.run(|conn| {
+        let statement = conn.prepared(FETCH)?;
+        conn.client().query_opt(&statement, &[&key])
+    })?;
+    let row = row.ok_or_else(not_found)?;
+    let tag: i16 = row.get(0);
+    let format = ImageFormat::ALL
+        .into_iter()
+        .find(|format| i16::from(*format as u8) == tag)
+        .ok_or_else(|| {
+            log::error!("picture {key} has an unknown format tag {tag}");
+            OpError::new(ErrorCode::Internal, "internal error")
+        })?;
+    Ok(Response::Picture(Picture {
+        format,
+        data: row.get(1),
+    }))
+}
+
+/// `<user id>-<16 hex digits>`: anything else (a path, a traversal attempt) names no picture.
+fn is_key(key: &str) -> bool {
+    let Some((id, hash)) = key.split_once('-') else {
+        return false;
+    };
+    (1..=19).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && hash.len() == 16
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_key;
+
+    #[test]
+    fn only_well_formed_keys_are_looked_up() {
+        assert!(is_key("42-0123456789abcdef"));
+        for bad in [
+            "",
+            "42",
+            "42-0123456789ABCDEF",
+            "42-0123456789abcde",
+            "../etc/passwd",
+            "42-0123456789abcdef/..",
+            "-0123456789abcdef",
+            "4x-0123456789abcdef",
+        ] {
+            assert!(!is_key(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Register: create an account with a unique (case-insensitive) username.
+
+use postgres::error::SqlState;
+use proto::{ErrorCode, Profile, Response};
+
+use super::{Context, OpError};
+use crate::db::DbError;
+use crate::rules;
+
+const INSERT: &str =
+    "INSERT INTO users (username, password_hash, nickname) VALUES ($1, $2, $3) RETURNING id";
+
+pub(super) fn run(
+    ctx: &Context,
+    username: &str,
+    password: &str,
+    nickname: Option<&str>,
+) -> Result<Response, OpError> {
+    rules::check_username(username).map_err(|e| OpError::new(ErrorCode::InvalidUsername, e.0))?;
+    rules::check_password(password).map_err(|e| OpError::new(ErrorCode::InvalidPassword, e.0))?;
+    let nickname = rules::check_nickname(nickname.unwrap_or(username))
+        .map_err(|e| OpError::new(ErrorCode::InvalidNickname, e.0))?;
+    let hash = ctx.hasher.hash(password).map_err(|e| {
+        log::error!("hashing a password: {e}");
+        OpError::new(ErrorCode::Internal, "internal error")
+    })?;
+    // Not retried: if the connection broke after the insert committed, a retry would report
+    // the new account as taken. The client sees Unavailable and may try again.
+    let inserted = ctx.db.run_once(&mut |conn| {
+        let statement = conn.prepared(INSERT)?;
+        conn.client()
+            .query_one(&statement, &[&username, &hash, &nickname])
+    });
+    match inserted {
+        Ok(row) => Ok(Response::Registered(Profile {
+            id: row.get(0),
+            username: username.to_owned(),
+            nickname,
+            picture: None,
+        })),
+        // The unique index on lower(username) decides races: exactly one insert wins.
+        Err(DbError::Query(error)) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(
+            OpError::new(ErrorCode::UsernameTaken, "this username is taken"),
+        ),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,354 @@
+//! Register, log in, log out, read and change the profile: every rule, over a real socket.
+
+use std::thread;
+use std::time::Duration;
+
+use proto::{ErrorCode, Profile, Request, Response, Secret, Session};
+use tcp_server::ops;
+use tcp_server::password::PasswordParams;
+
+use crate::support::{FAST, TestServer, context, unique_name};
+
+fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
+    Request::Register {
+        username: name.to_owned(),
+        password: Secret::new(password),
+        nickname: nickname.map(str::to_owned),
+    }
+}
+
+fn login(name: &str, password: &str) -> Request {
+    Request::Login {
+        username: name.to_owned(),
+        password: Secret::new(password),
+    }
+}
+
+fn error_code(response: &Response) -> Option<ErrorCode> {
+    match response {
+        Response::Error(error) => Some(error.code),
+        _ => None,
+    }
+}
+
+fn logged_in(response: Response) -> Session {
+    match response {
+        Response::LoggedIn(session) => session,
+        other => panic!("expected a session, got {other:?}"),
+    }
+}
+
+#[test]
+fn register_then_log_in_and_read_the_profile() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("Alice.");
+    let Response::Registered(profile) = client.call(register(&name, "correct horse", None)) else {
+        panic!("registration failed");
+    };
+    assert_eq!(profile.username, name);
+    assert_eq!(
+        profile.nickname, name,
+        "the nickname defaults to the username"
+    );
+    assert_eq!(profile.picture, None);
+
+    // Usernames compare without regard to case.
+    let session = logged_in(client.call(login(&name.to_uppercase(), "correct horse")));
+    assert_eq!(session.profile, profile);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now + 3590..=now + 3610).contains(&session.expires_at));
+
+    let me = client.call(Request::GetProfile {
+        token: session.token.clone(),
+    });
+    assert_eq!(me, Response::Profile(profile));
+}
+
+#[test]
+fn registration_rules_are_enforced() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("rules");
+    let cases = [
+        (
+            register("ab", "correct horse", None),
+            ErrorCode::InvalidUsername,
+        ),
+        (
+            register("has space", "correct horse", None),
+            ErrorCode::InvalidUsername,
+        ),
+        (
+            register(&"x".repeat(33), "correct horse", None),
+            ErrorCode::InvalidUsername,
+        ),
+        (register(&name, "short", None), ErrorCode::InvalidPassword),
+        (
+            register(&name, &"p".repeat(129), None),
+            ErrorCode::InvalidPassword,
+        ),
+        (
+            register(&name, "correct horse", Some("   ")),
+            ErrorCode::InvalidNickname,
+        ),
+        (
+            register(&name, "correct horse", Some("bell\u{7}")),
+            ErrorCode::InvalidNickname,
+        ),
+        (
+            register(&name, "correct horse", Some(&"n".repeat(65))),
+            ErrorCode::InvalidNickname,
+        ),
+    ];
+    for (request, expected) in cases {
+        let response = client.call(request.clone());
+        assert_eq!(error_code(&response), Some(expected), "{request:?}");
+    }
+    // None of the refused attempts created the account.
+    let Response::Registered(profile) =
+        client.call(register(&name, "пароль🔑пароль", Some("  Zoë 🎉 山田 ")))
+    else {
+        panic!("a valid registration failed");
+    };
+    assert_eq!(profile.nickname, "Zoë 🎉 山田", "trimmed, Unicode kept");
+}
+
+#[test]
+fn usernames_are_unique_without_regard_to_case_even_under_a_race() {
+    let server = TestServer::start(32);
+    let name = unique_name("race");
+    let outcomes: Vec<Response> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|index| {
+                let spelled = if index % 2 == 0 {
+                    name.clone()
+                } else {
+                    name.to_uppercase()
+                };
+                let server = &server;
+                scope.spawn(move || {
+                    server
+                        .client()
+                        .call(register(&spelled, "correct horse", None))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = outcomes
+        .iter()
+        .filter(|r| matches!(r, Response::Registered(_)))
+        .count();
+    let taken = outcomes
+        .iter()
+        .filter(|r| error_code(r) == Some(ErrorCode::UsernameTaken))
+        .count();
+    assert_eq!((created, taken), (1, 23), "{outcomes:?}");
+}
+
+#[test]
+fn unknown_user_and_wrong_password_get_the_same_answer() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("bob");
+    client.call(register(&name, "correct horse", None));
+    let wrong_password = client.call(login(&name, "wrong horse"));
+    let unknown_user = client.call(login(&unique_name("nobody"), "correct horse"));
+    let impossible_name = client.call(login("not a valid name!", "correct horse"));
+    assert_eq!(
+        error_code(&wrong_password),
+        Some(ErrorCode::InvalidCredentials)
+    );
+    assert_eq!(wrong_password, unknown_user, "identical replies");
+    assert_eq!(wrong_password, impossible_name, "identical replies");
+}
+
+#[test]
+fn logout_revokes_exactly_that_session() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("carol");
+    client.call(register(&name, "correct horse", None));
+    let first = logged_in(client.call(login(&name, "correct horse")));
+    let second = logged_in(client.call(login(&name, "correct horse")));
+    assert_ne!(first.token, second.token);
+
+    let logout = client.call(Request::Logout {
+        token: first.token.clone(),
+    });
+    assert_eq!(logout, Response::LoggedOut);
+    for request in [
+        Request::GetProfile {
+            token: first.token.clone(),
+        },
+        Request::Logout {
+            token: first.token.clone(),
+        },
+        Request::UpdateNickname {
+            token: first.token.clone(),
+            nickname: "revoked".to_owned(),
+        },
+    ] {
+        let response = client.call(request.clone());
+        assert_eq!(
+            error_code(&response),
+            Some(ErrorCode::Unauthorized),
+            "{request:?}"
+        );
+    }
+    let still = client.call(Request::GetProfile {
+        token: second.token.clone(),
+    });
+    assert!(matches!(still, Response::Profile(_)), "{still:?}");
+}
+
+#[test]
+fn tampered_malformed_and_foreign_tokens_are_refused() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("dave");
+    client.call(register(&name, "correct horse", None));
+    let session = logged_in(client.call(login(&name, "correct horse")));
+    let token = session.token.expose();
+    let mut tampered = token.as_bytes().to_vec();
+    tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [
+        tampered.as_str(),
+        "",
+        "garbage",
+        &token[..token.len() - 1],
+        &"A".repeat(4096),
+    ] {
+        let response = client.call(Request::GetProfile {
+            token: Secret::new(bad),
+        });
+        assert_eq!(
+            error_code(&response),
+            Some(ErrorCode::Unauthorized),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn an_expired_session_is_refused() {
+    let server = TestServer::start_with(4, context(FAST, Duration::from_secs(1)));
+    let mut client = server.client();
+    let name = unique_name("erin");
+    client.call(register(&name, "correct horse", None));
+    let session = logged_in(client.call(login(&name, "correct horse")));
+    thread::sleep(Duration::from_millis(2_100));
+    let response = client.call(Request::GetProfile {
+        token: session.token,
+    });
+    assert_eq!(error_code(&response), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn the_nickname_can_be_changed_under_the_same_rules() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("frank");
+    client.call(register(&name, "correct horse", None));
+    let session = logged_in(client.call(login(&name, "correct horse")));
+    let update = |nickname: &str| Request::UpdateNickname {
+        token: session.token.clone(),
+        nickname: nickname.to_owned(),
+    };
+    let response = client.call(update(" 🦀 Ferris "));
+    let Response::NicknameUpdated(Profile { nickname, .. }) = response else {
+        panic!("{response:?}");
+    };
+    assert_eq!(nickname, "🦀 Ferris");
+    assert_eq!(
+        error_code(&client.call(update(""))),
+        Some(ErrorCode::InvalidNickname)
+    );
+    let Response::Profile(profile) = client.call(Request::GetProfile {
+        token: session.token.clone(),
+    }) else {
+        panic!("profile");
+    };
+    assert_eq!(
+        profile.nickname, "🦀 Ferris",
+        "the refused update changed nothing"
+    );
+}
+
+#[test]
+fn a_password_hashed_with_old_parameters_is_rehashed_at_login() {
+    let old = context(FAST, Duration::from_secs(60));
+    let name = unique_name("gina");
+    ops::handle(&old, register(&name, "correct horse", None));
+    let stored = |ctx: &ops::Context| -> String {
+        ctx.db
+            .run(|conn| {
+                conn.client().query_one(
+                    "SELECT password_hash FROM users WHERE lower(username) = lower($1)",
+                    &[&name],
+                )
+            })
+            .unwrap()
+            .get(0)
+    };
+    assert!(stored(&old).contains("m=64,t=1,p=1"));
+    let stronger = PasswordParams {
+        memory_kib: 128,
+        iterations: 2,
+        parallelism: 1,
+    };
+    let new = context(stronger, Duration::from_secs(60));
+    logged_in(ops::handle(&new, login(&name, "correct horse")));
+    assert!(stored(&new).contains("m=128,t=2,p=1"), "{}", stored(&new));
+    // And the new hash still verifies.
+    logged_in(ops::handle(&new, login(&name, "correct horse")));
+}
+
+#[test]
+fn requests_are_counted_in_the_stats() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    client.call(login(&unique_name("nobody"), "correct horse"));
+    let Response::Stats(samples) = client.call(Request::Stats) else {
+        panic!("stats");
+    };
+    let value = |name: &str, kind: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels.iter().any(|(k, v)| k == "kind" && v == kind))
+            .map(|s| s.value)
+    };
+    assert_eq!(value("gatehouse_tcp_requests_total", "login"), Some(1.0));
+    assert_eq!(
+        value("gatehouse_tcp_request_errors_total", "login"),
+        Some(1.0)
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name == "gatehouse_db_pool_connections")
+    );
+}
+
+#[test]
+fn a_database_that_is_down_gives_unavailable_not_a_hang() {
+    // Nothing listens on port 1.
+    let ctx = crate::support::context_for(
+        "postgres://gatehouse@127.0.0.1:1/gatehouse",
+        FAST,
+        Duration::from_secs(60),
+    );
+    let started = std::time::Instant::now();
+    let response = ops::handle(&ctx, login("someone", "correct horse"));
+    assert_eq!(
+        error_code(&response),
+        Some(ErrorCode::Unavailable),
+        "{response:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

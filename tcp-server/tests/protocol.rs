@@ -1,0 +1,167 @@
+//! The server facing hostile or excess clients over a real socket: invalid frames get a typed
+//! error and a close, the connection bound answers Busy, and other clients keep being served.
+
+use std::time::Duration;
+
+use proto::{ErrorCode, HEADER_LEN, MAGIC, Request, Response, VERSION, kind};
+
+use crate::support::{Client, TestServer};
+
+fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.push(version);
+    bytes.push(kind);
+    bytes.extend_from_slice(&request_id.to_be_bytes());
+    bytes.extend_from_slice(&body_len.to_be_bytes());
+    assert_eq!(bytes.len(), HEADER_LEN);
+    bytes
+}
+
+/// Sends `bytes`, expects one error frame with `code` and `request_id`, then a close.
+fn expect_error_and_close(server: &TestServer, bytes: &[u8], code: ErrorCode, request_id: u32) {
+    let mut client = server.client();
+    client.send_raw(bytes);
+    let frame = client.read();
+    let Response::Error(error) = frame.message else {
+        panic!("expected an error, got {:?}", frame.message);
+    };
+    assert_eq!(
+        (error.code, frame.request_id),
+        (code, request_id),
+        "{}",
+        error.message
+    );
+    assert!(
+        client.is_closed_by_server(),
+        "the connection must be closed"
+    );
+}
+
+#[test]
+fn invalid_frames_get_a_typed_error_and_a_close_while_others_are_served() {
+    let server = TestServer::start(8);
+    let mut bystander = server.client();
+    assert_eq!(bystander.call(Request::Ping), Response::Pong);
+
+    expect_error_and_close(&server, b"GET / HTTP/1.1\r\n\r\n", ErrorCode::Malformed, 0);
+    expect_error_and_close(
+        &server,
+        &header(VERSION, kind::PING, 7, u32::MAX),
+        ErrorCode::Malformed,
+        7,
+    );
+    expect_error_and_close(
+        &server,
+        &header(VERSION + 1, kind::PING, 8, 0),
+        ErrorCode::UnsupportedVersion,
+        8,
+    );
+    expect_error_and_close(
+        &server,
+        &header(VERSION, 0x7F, 9, 0),
+        ErrorCode::Malformed,
+        9,
+    );
+    let mut garbage_body = header(VERSION, kind::LOGIN, 10, 3);
+    garbage_body.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
+    expect_error_and_close(&server, &garbage_body, ErrorCode::Malformed, 10);
+
+    assert_eq!(
+        bystander.call(Request::Ping),
+        Response::Pong,
+        "others keep being served"
+    );
+}
+
+#[test]
+fn a_client_that_stops_mid_frame_does_not_disturb_the_server() {
+    let server = TestServer::start(4);
+    {
+        let mut quitter = server.client();
+        let mut partial = header(VERSION, kind::LOGIN, 1, 100);
+        partial.extend_from_slice(&[0; 10]);
+        quitter.send_raw(&partial);
+    }
+    let mut client = server.client();
+    assert_eq!(client.call(Request::Ping), Response::Pong);
+}
+
+#[test]
+fn connections_past_the_bound_get_busy_at_once() {
+    let server = TestServer::start(2);
+    let mut held: Vec<Client> = (0..2).map(|_| server.client()).collect();
+    for client in &mut held {
+        assert_eq!(client.call(Request::Ping), Response::Pong);
+    }
+    let mut extra = server.client();
+    let frame = extra.read();
+    let Response::Error(error) = frame.message else {
+        panic!("expected Busy, got {:?}", frame.message);
+    };
+    assert_eq!((error.code, frame.request_id), (ErrorCode::Busy, 0));
+    assert!(error.retry_after_ms > 0);
+    assert!(extra.is_closed_by_server());
+
+    // Once a worker is free again, new connections are served.
+    held.pop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut client = server.client();
+        client
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match client.stream.peek(&mut [0u8]) {
+            // Nothing sent by the server: it is waiting for our request, so we were served.
+            Err(_) => {
+                client
+                    .stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                assert_eq!(client.call(Request::Ping), Response::Pong);
+                break;
+            }
+            Ok(_) => {
+                assert!(std::time::Instant::now() < deadline, "no worker came free");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[test]
+fn shutdown_stops_an_idle_server_promptly() {
+    let server = TestServer::start(4);
+    let mut idle = server.client();
+    assert_eq!(idle.call(Request::Ping), Response::Pong);
+    let started = std::time::Instant::now();
+    server.stop();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(idle.is_closed_by_server());
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let config = tcp_server::server::ServerConfig {
+        workers: 2,
+        idle_timeout: Duration::from_millis(500),
+        io_timeout: Duration::from_secs(2),
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    };
+    let server = TestServer::start_config(
+        config,
+        crate::support::context(crate::support::FAST, Duration::from_secs(60)),
+    );
+    let mut client = server.client();
+    assert_eq!(client.call(Request::Ping), Response::Pong);
+    let started = std::time::Instant::now();
+    assert!(client.is_closed_by_server());
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(400)..Duration::from_secs(3)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    // The worker is free again for someone else.
+    let mut next = server.client();
+    assert_eq!(next.call(Request::Ping), Response::Pong);
+}

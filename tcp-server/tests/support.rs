@@ -1,0 +1,192 @@
+//! A real server on 127.0.0.1:0 over the real database, and a blocking protocol client.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use proto::{Request, Response};
+use tcp_server::db::{self, Db, DbConfig};
+use tcp_server::ops::Context;
+use tcp_server::password::{Hasher, PasswordParams};
+use tcp_server::picture::{PictureConfig, Pictures};
+use tcp_server::secrets::Secrets;
+use tcp_server::server::{self, ServerConfig, Shutdown};
+use tcp_server::stats::Stats;
+use tcp_server::token::TokenKey;
+
+/// The cheapest parameters the server accepts, to keep tests fast.
+pub const FAST: PasswordParams = PasswordParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
+pub fn database_url() -> String {
+    static MIGRATED: OnceLock<String> = OnceLock::new();
+    MIGRATED
+        .get_or_init(|| {
+            let url = std::env::var("DATABASE_URL").expect(
+                "DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test, \
+                 which starts a private cluster",
+            );
+            db::migrate(&url).expect("migrating the test database (is PostgreSQL running?)");
+            url
+        })
+        .clone()
+}
+
+/// A username no other test run has used.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
+}
+
+/// A context over the test database with the given password parameters and session lifetime.
+pub fn context(params: PasswordParams, session_ttl: Duration) -> Context {
+    context_for(&database_url(), params, session_ttl)
+}
+
+pub fn context_for(url: &str, params: PasswordParams, session_ttl: Duration) -> Context {
+    let secrets = Secrets::from_pepper(b"a test pepper of enough length".to_vec()).unwrap();
+    Context {
+        db: Db::new(
+            url,
+            &DbConfig {
+                pool_size: 8,
+                checkout_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(2),
+            },
+        )
+        .unwrap(),
+        hasher: Hasher::new(params, secrets.pepper, 2).unwrap(),
+        tokens: TokenKey::new(secrets.token_key),
+        pictures: Pictures::new(PictureConfig::default(), 2),
+        session_ttl,
+        stats: Stats::default(),
+    }
+}
+
+/// A server running in this process; stopped and joined on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub fn start(workers: usize) -> Self {
+        Self::start_with(workers, context(FAST, Duration::from_secs(3600)))
+    }
+
+    pub fn start_with(workers: usize, ctx: Context) -> Self {
+        let config = ServerConfig {
+            workers,
+            idle_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(2),
+            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        };
+        Self::start_config(config, ctx)
+    }
+
+    pub fn start_config(config: ServerConfig, ctx: Context) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new(&listener).unwrap();
+        let stop = shutdown.clone();
+        let thread = thread::spawn(move || server::run(listener, config, Arc::new(ctx), stop));
+        TestServer {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Stops the server and waits for it, failing the test if it does not stop in time.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.shutdown.trigger();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !thread.is_finished() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the server did not stop"
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+            thread.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.stop_and_join();
+        }
+    }
+}
+
+/// A protocol client over one connection.
+pub struct Client {
+    pub stream: TcpStream,
+    next_id: u32,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            next_id: 1,
+            read_buf: Vec::new(),
+            write_buf: Vec::new(),
+        }
+    }
+
+    /// Sends a request and reads its response, checking the echoed request id.
+    pub fn call(&mut self, request: Request) -> Response {
+        let id = self.next_id;
+        self.next_id += 1;
+        proto::write_frame(&mut self.stream, id, &request, &mut self.write_buf).unwrap();
+        let frame = self.read();
+        assert_eq!(frame.request_id, id, "response out of step");
+        frame.message
+    }
+
+    pub fn read(&mut self) -> proto::Frame<Response> {
+        proto::read_frame(
+            &mut self.stream,
+            &mut self.read_buf,
+            proto::DEFAULT_MAX_FRAME_LEN,
+        )
+        .unwrap()
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Whether the server has closed the connection (reads end of stream).
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            std::io::Read::read(&mut self.stream, &mut byte),
+            Ok(0) | Err(_)
+        )
+    }
+}

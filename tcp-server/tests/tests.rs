@@ -1,0 +1,8 @@
+//! tcp-server against a real PostgreSQL (DATABASE_URL; scripts/test starts one): every account
+//! rule through a real socket, and the server's handling of hostile or excess connections.
+
+mod accounts;
+mod pictures;
+mod protocol;
+mod seeding;
+mod support;
