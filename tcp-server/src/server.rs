@@ -6,6 +6,7 @@
 
 use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -189,10 +190,23 @@ fn work(
     shutdown: &Shutdown,
 ) {
     while let Ok(stream) = connections.recv() {
-        serve(stream, config, ctx, shutdown);
+        // A panic outside `answer` would otherwise end this worker and leak its place in the
+        // connection count; the connection is dropped instead.
+        if catch_unwind(AssertUnwindSafe(|| serve(stream, config, ctx, shutdown))).is_err() {
+            log::error!("a connection's handling panicked; the connection was closed");
+        }
         // Counted up by the acceptor when it handed the connection over.
         ctx.stats.connections_active.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Answers a request. A panic in an operation (a bug, or an image codec meeting hostile bytes)
+/// is answered with `Internal`, and the connection and the process carry on.
+fn answer(ctx: &Context, request: Request) -> Response {
+    catch_unwind(AssertUnwindSafe(|| ops::handle(ctx, request))).unwrap_or_else(|_| {
+        log::error!("an operation panicked; answered Internal");
+        Response::Error(ErrorReply::new(ErrorCode::Internal, "internal error"))
+    })
 }
 
 /// Serves one connection's requests in order until it closes, idles out, breaks the protocol
@@ -244,7 +258,7 @@ fn serve(mut stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: 
         };
         let started = Instant::now();
         let kind = frame.message.kind();
-        let response = ops::handle(ctx, frame.message);
+        let response = answer(ctx, frame.message);
         let failed = matches!(response, Response::Error(_));
         ctx.stats.record(kind, started.elapsed(), failed);
         if proto::write_frame(&mut stream, frame.request_id, &response, &mut write_buf).is_err() {
