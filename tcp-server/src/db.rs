@@ -1,9 +1,11 @@
 //! PostgreSQL access: an r2d2 pool of `postgres` clients, each with its own cache of prepared
-//! statements, and the retry-once rule for queries whose connection broke.
+//! statements; a statement timeout so a stalled database answers `Unavailable` instead of
+//! hanging; and the retry of idempotent queries whose connection broke.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 
 /// Where the schema comes from: `tcp-server/migrations`, applied by refinery.
@@ -63,9 +65,14 @@ impl r2d2::ManageConnection for PgManager {
 /// Why a database call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had (the database is down, or the pool is exhausted).
+    /// No connection could be had (the database is down, or the pool is exhausted), or the
+    /// statement ran past the statement timeout.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The connection died under the query (a database restart), or a migration made a cached
+    /// statement stale: an idempotent query may run again on another connection.
+    #[error("connection lost: {0}")]
+    Retryable(postgres::Error),
     /// The query failed; `.code()` tells constraint violations apart.
     #[error("query failed: {0}")]
     Query(#[from] postgres::Error),
@@ -80,6 +87,8 @@ pub struct DbConfig {
     pub checkout_timeout: Duration,
     /// How long opening a connection may take.
     pub connect_timeout: Duration,
+    /// How long one statement may run, lock waits included, before it is cancelled.
+    pub statement_timeout: Duration,
 }
 
 /// The pool of database connections.
@@ -106,6 +115,17 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
         pg.connect_timeout(config.connect_timeout);
         pg.application_name("gatehouse-tcp-server");
+        let options = format!(
+            "{} -c statement_timeout={}",
+            pg.get_options().unwrap_or(""),
+            config.statement_timeout.as_millis()
+        );
+        pg.options(options.trim());
+        // A dead network path is noticed in seconds, not at the kernel's default of hours.
+        pg.keepalives_idle(Duration::from_secs(10));
+        pg.keepalives_interval(Duration::from_secs(5));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(config.statement_timeout + Duration::from_secs(5));
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(0))
@@ -118,17 +138,22 @@ impl Db {
     }
 
     /// Runs `query` on a pooled connection. If it fails because its connection broke, it runs
-    /// once more on a fresh connection; so `query` must be safe to repeat.
+    /// again on another, so `query` must be safe to repeat. After a database restart every
+    /// idle pooled connection is dead; each failure discards one, so at most the pool's size of
+    /// retries reach a fresh connection.
     pub fn run<T>(
         &self,
         mut query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        match self.run_once(&mut query) {
-            Err(DbError::Query(error)) if error.is_closed() => {
-                log::warn!("retrying a query whose connection broke: {error}");
-                self.run_once(&mut query)
+        let mut retries = self.pool.max_size();
+        loop {
+            match self.run_once(&mut query) {
+                Err(DbError::Retryable(error)) if retries > 0 => {
+                    retries -= 1;
+                    log::warn!("retrying a query on another connection: {error}");
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -141,7 +166,19 @@ impl Db {
             .pool
             .get()
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        Ok(query(&mut conn)?)
+        query(&mut conn).map_err(|error| {
+            if error.code() == Some(&SqlState::QUERY_CANCELED) {
+                DbError::Unavailable(error.to_string())
+            } else if error.is_closed() || conn.client.is_closed() {
+                // r2d2 discards the connection when it is returned (`has_broken`).
+                DbError::Retryable(error)
+            } else if is_stale_plan(&error) {
+                conn.statements.clear();
+                DbError::Retryable(error)
+            } else {
+                DbError::Query(error)
+            }
+        })
     }
 
     /// Open and idle connections.
@@ -153,6 +190,16 @@ impl Db {
             max: self.pool.max_size(),
         }
     }
+}
+
+/// A migration changed the result type of a statement this connection had prepared.
+fn is_stale_plan(error: &postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .contains("cached plan must not change result type")
+    })
 }
 
 /// Applies every pending migration; returns how many ran.

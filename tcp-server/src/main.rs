@@ -76,7 +76,13 @@ struct PepperArgs {
 
 impl PepperArgs {
     fn load(&self) -> anyhow::Result<Secrets> {
-        let pepper = std::env::var("GATEHOUSE_PEPPER").ok();
+        // A GATEHOUSE_PEPPER that is set but unreadable must not fall back to the file: with
+        // --dev that would mint a new pepper and lock every user out.
+        let pepper = match std::env::var("GATEHOUSE_PEPPER") {
+            Ok(value) => Some(value),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(error) => anyhow::bail!("GATEHOUSE_PEPPER: {error}"),
+        };
         Secrets::load(pepper.as_deref(), &self.pepper_file, self.dev)
     }
 }
@@ -151,6 +157,10 @@ struct ServeArgs {
     /// How long a request waits for a database connection.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     db_timeout: Duration,
+    /// How long one database statement may run, lock waits included; past it the request
+    /// gets Unavailable.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    db_statement_timeout: Duration,
     #[command(flatten)]
     password: PasswordArgs,
     /// Largest picture upload accepted, in bytes.
@@ -215,6 +225,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             pool_size: args.db_pool_size,
             checkout_timeout: args.db_timeout,
             connect_timeout: args.db_timeout,
+            statement_timeout: args.db_statement_timeout,
         },
     )?;
     let ctx = Arc::new(Context {
@@ -252,9 +263,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("signals".to_owned())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
                 log::info!("signal {signal}: stopping after in-flight requests");
                 on_signal.trigger();
+            }
+            if let Some(signal) = signals.next() {
+                log::warn!("signal {signal} again: exiting without waiting");
+                std::process::exit(1);
             }
         })?;
     let config = ServerConfig {

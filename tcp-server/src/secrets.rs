@@ -56,8 +56,8 @@ impl Secrets {
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
-            log::warn!(
-                "{} is readable by other users (mode {:o}); chmod 600 it",
+            bail!(
+                "{} is open to other users (mode {:o}): chmod 600 it",
                 file.display(),
                 mode & 0o777
             );
@@ -106,6 +106,18 @@ mod tests {
         let second = Secrets::load(None, &file, true).unwrap();
         assert_eq!(first.pepper, second.pepper, "reused, not regenerated");
         assert_ne!(first.token_key.as_slice(), first.pepper.as_slice());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pepper_file_open_to_other_users_is_refused() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-open-{}", std::process::id()));
+        let file = dir.join("pepper");
+        let _ = fs::remove_dir_all(&dir);
+        Secrets::load(None, &file, true).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = Secrets::load(None, &file, true).err().unwrap();
+        assert!(error.to_string().contains("chmod 600"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

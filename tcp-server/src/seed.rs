@@ -59,6 +59,8 @@ pub fn seed(
     let mut client = Client::connect(url, NoTls).context("connecting to the database")?;
     let existing = resume_point(&mut client)?;
     if existing >= users {
+        // A run killed after its last COPY but before its last statements left them undone.
+        finish(&mut client)?;
         return Ok(SeedReport { existing, added: 0 });
     }
     let to_add = users - existing;
@@ -78,11 +80,8 @@ pub fn seed(
         started.elapsed().as_secs_f64(),
         to_add as f64 / started.elapsed().as_secs_f64()
     );
-    ensure_username_index(&mut client)?;
-    client.batch_execute(
-        "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users));
-         ANALYZE users;",
-    )?;
+    finish(&mut client)?;
+    client.batch_execute("ANALYZE users")?;
     Ok(SeedReport {
         existing,
         added: to_add,
@@ -124,6 +123,9 @@ fn load(
     let (done_tx, done_rx) =
         crossbeam_channel::bounded::<(u64, anyhow::Result<Vec<u8>>)>(threads * 2);
     thread::scope(|scope| -> anyhow::Result<()> {
+        // Owned by this closure, so an early return (a failed COPY) drops it and the hashing
+        // threads blocked on sending stop, instead of the scope waiting for them for ever.
+        let done_rx = done_rx;
         scope.spawn(move || {
             for batch in 0..batches {
                 if next_tx.send(batch).is_err() {
@@ -208,11 +210,22 @@ fn encode_rows(ids: std::ops::RangeInclusive<u64>, hasher: &Hasher) -> anyhow::R
     Ok(out)
 }
 
+/// Rebuilds the username index if a bulk load dropped it and moves the id sequence past the
+/// seeded ids; idempotent, so a rerun repairs a run killed at the very end.
+fn finish(client: &mut Client) -> anyhow::Result<()> {
+    ensure_username_index(client)?;
+    client.batch_execute(
+        "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
+    )?;
+    Ok(())
+}
+
 /// Builds the username index if a bulk load dropped it.
 fn ensure_username_index(client: &mut Client) -> anyhow::Result<()> {
     let started = Instant::now();
     client.batch_execute(
-        "CREATE UNIQUE INDEX IF NOT EXISTS users_username_lower ON users (lower(username))",
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_username_lower \
+         ON users (lower(username COLLATE \"C\"))",
     )?;
     if started.elapsed() > Duration::from_secs(1) {
         log::info!(

@@ -4,7 +4,7 @@
 //! gets a `Busy` error frame and is closed at once, so the process never grows threads and no
 //! client hangs silently.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -103,6 +103,9 @@ pub fn run(
         config.workers
     );
     accept(&listener, &handoff, &config, &ctx, &shutdown);
+    // Closed before the drain, so a connection arriving now is refused by the kernel instead
+    // of being completed and never served.
+    drop(listener);
     drop(handoff);
     for worker in workers {
         if worker.join().is_err() {
@@ -211,7 +214,7 @@ fn answer(ctx: &Context, request: Request) -> Response {
 
 /// Serves one connection's requests in order until it closes, idles out, breaks the protocol
 /// or the server stops.
-fn serve(mut stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shutdown) {
+fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shutdown) {
     let mut read_buf = Vec::new();
     let mut write_buf = Vec::new();
     let mut last_request = Instant::now();
@@ -230,12 +233,10 @@ fn serve(mut stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: 
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
-        // A request is arriving: it gets the whole I/O timeout.
-        if stream.set_read_timeout(Some(config.io_timeout)).is_err() {
-            return;
-        }
+        // A request is arriving: all of it must arrive within the I/O timeout.
+        let mut reader = Deadline::after(&stream, config.io_timeout);
         let frame =
-            proto::read_frame::<_, Request>(&mut stream, &mut read_buf, config.max_frame_len);
+            proto::read_frame::<_, Request>(&mut reader, &mut read_buf, config.max_frame_len);
         let frame = match frame {
             Ok(frame) => frame,
             Err(ReadError::Decode(error)) => {
@@ -243,7 +244,7 @@ fn serve(mut stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: 
                 log::debug!("closing a connection after an invalid frame: {error}");
                 let reply = Response::Error(ErrorReply::new(error.reply_code(), error.to_string()));
                 let _ = proto::write_frame(
-                    &mut stream,
+                    &mut Deadline::after(&stream, config.io_timeout),
                     error.request_id().unwrap_or(0),
                     &reply,
                     &mut write_buf,
@@ -261,12 +262,60 @@ fn serve(mut stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: 
         let response = answer(ctx, frame.message);
         let failed = matches!(response, Response::Error(_));
         ctx.stats.record(kind, started.elapsed(), failed);
-        if proto::write_frame(&mut stream, frame.request_id, &response, &mut write_buf).is_err() {
+        let mut writer = Deadline::after(&stream, config.io_timeout);
+        if proto::write_frame(&mut writer, frame.request_id, &response, &mut write_buf).is_err() {
+            return;
+        }
+        // The request in flight is answered; a connection that is never quiet must not keep a
+        // stop waiting.
+        if shutdown.requested() {
             return;
         }
         last_request = Instant::now();
         if stream.set_read_timeout(Some(TICK)).is_err() {
             return;
         }
+    }
+}
+
+/// The stream with one deadline for a whole frame: each read or write gets only the time left,
+/// so a peer trickling bytes cannot stretch a request or a response past the I/O timeout.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    fn after(stream: &'a TcpStream, timeout: Duration) -> Self {
+        Deadline {
+            stream,
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

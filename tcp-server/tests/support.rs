@@ -57,6 +57,7 @@ pub fn context_for(url: &str, params: PasswordParams, session_ttl: Duration) -> 
                 pool_size: 8,
                 checkout_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(2),
+                statement_timeout: Duration::from_secs(2),
             },
         )
         .unwrap(),

@@ -4,5 +4,6 @@
 mod accounts;
 mod pictures;
 mod protocol;
+mod regressions;
 mod seeding;
 mod support;

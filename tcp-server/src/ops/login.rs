@@ -8,8 +8,9 @@ use crate::password::Verified;
 use crate::rules;
 use crate::token::Claims;
 
+// The expression must match the index users_username_lower exactly (see migration V2).
 const LOOKUP: &str = "SELECT id, username, nickname, picture_id, password_hash \
-     FROM users WHERE lower(username) = $1";
+     FROM users WHERE lower(username COLLATE \"C\") = $1";
 const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
 
 pub(super) fn run(ctx: &Context, username: &str, password: &str) -> Result<Response, OpError> {

@@ -6,7 +6,9 @@ use super::{Context, OpError, auth};
 
 const REVOKE: &str = "INSERT INTO revoked_sessions (session_id, expires_at) \
      VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING";
-const PRUNE: &str = "DELETE FROM revoked_sessions WHERE expires_at < now()";
+// An hour's margin: expiry is judged by this server's clock, pruning by the database's, and a
+// revocation forgotten early would let its token back in.
+const PRUNE: &str = "DELETE FROM revoked_sessions WHERE expires_at < now() - interval '1 hour'";
 
 pub(super) fn run(ctx: &Context, token: &str) -> Result<Response, OpError> {
     let (claims, _) = auth::session(ctx, token)?;

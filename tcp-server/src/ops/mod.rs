@@ -81,6 +81,14 @@ impl From<DbError> for OpError {
                     message: "the database is unavailable; try again shortly".to_owned(),
                 })
             }
+            DbError::Retryable(error) => {
+                log::warn!("database connection lost: {error}");
+                OpError(ErrorReply {
+                    code: ErrorCode::Unavailable,
+                    retry_after_ms: 100,
+                    message: "the database connection was lost; try again".to_owned(),
+                })
+            }
             DbError::Query(error) => {
                 log::error!("database query failed: {error}");
                 OpError::new(ErrorCode::Internal, "internal error")

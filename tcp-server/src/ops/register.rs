@@ -25,7 +25,8 @@ pub(super) fn run(
         OpError::new(ErrorCode::Internal, "internal error")
     })?;
     // Not retried: if the connection broke after the insert committed, a retry would report
-    // the new account as taken. The client sees Unavailable and may try again.
+    // the new account as taken. The client sees Unavailable and may try again (and then learns
+    // the name is taken if the first attempt did commit).
     let inserted = ctx.db.run_once(&mut |conn| {
         let statement = conn.prepared(INSERT)?;
         conn.client()
@@ -38,10 +39,18 @@ pub(super) fn run(
             nickname,
             picture: None,
         })),
-        // The unique index on lower(username) decides races: exactly one insert wins.
-        Err(DbError::Query(error)) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(
-            OpError::new(ErrorCode::UsernameTaken, "this username is taken"),
-        ),
+        // The unique index on lower(username) decides races: exactly one insert wins. Any
+        // other unique violation (an id clash after a botched seed) is not the user's fault.
+        Err(DbError::Query(error))
+            if error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                && error.as_db_error().and_then(|e| e.constraint())
+                    == Some("users_username_lower") =>
+        {
+            Err(OpError::new(
+                ErrorCode::UsernameTaken,
+                "this username is taken",
+            ))
+        }
         Err(error) => Err(error.into()),
     }
 }

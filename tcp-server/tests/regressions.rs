@@ -1,0 +1,420 @@
+//! Regression tests from an adversarial review of tcp-server: each pins one bug that was found
+//! and fixed, named after the behaviour it guarantees.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postgres::{Client as PgClient, NoTls};
+use proto::{ErrorCode, HEADER_LEN, MAGIC, Request, Response, Secret, VERSION, kind};
+use tcp_server::db::{Db, DbConfig};
+use tcp_server::ops::{self, Context};
+use tcp_server::password::{Hasher, PasswordParams};
+use tcp_server::picture::{PictureConfig, Pictures};
+use tcp_server::secrets::Secrets;
+use tcp_server::seed;
+use tcp_server::server::ServerConfig;
+use tcp_server::stats::Stats;
+use tcp_server::token::TokenKey;
+
+use crate::support::{FAST, TestServer, context, database_url, unique_name};
+
+const PEPPER: &[u8] = b"a test pepper of enough length";
+
+fn header(kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
+    let mut bytes = MAGIC.to_vec();
+    bytes.push(VERSION);
+    bytes.push(kind);
+    bytes.extend_from_slice(&request_id.to_be_bytes());
+    bytes.extend_from_slice(&body_len.to_be_bytes());
+    assert_eq!(bytes.len(), HEADER_LEN);
+    bytes
+}
+
+fn small_context(url: &str, pool_size: u32) -> Context {
+    let secrets = Secrets::from_pepper(PEPPER.to_vec()).unwrap();
+    Context {
+        db: Db::new(
+            url,
+            &DbConfig {
+                pool_size,
+                checkout_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(2),
+                statement_timeout: Duration::from_secs(2),
+            },
+        )
+        .unwrap(),
+        hasher: Hasher::new(FAST, secrets.pepper, 2).unwrap(),
+        tokens: TokenKey::new(secrets.token_key),
+        pictures: Pictures::new(PictureConfig::default(), 2),
+        session_ttl: Duration::from_secs(3600),
+        stats: Stats::default(),
+    }
+}
+
+fn fresh_database() -> String {
+    let url = database_url();
+    let name = unique_name("review_");
+    PgClient::connect(&url, NoTls)
+        .unwrap()
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let fresh = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    tcp_server::db::migrate(&fresh).unwrap();
+    fresh
+}
+
+fn signed_in(ctx: &Context) -> Secret {
+    let name = unique_name("rev");
+    let registered = ops::handle(
+        ctx,
+        Request::Register {
+            username: name.clone(),
+            password: Secret::new("correct horse"),
+            nickname: None,
+        },
+    );
+    assert!(
+        matches!(registered, Response::Registered(_)),
+        "{registered:?}"
+    );
+    match ops::handle(
+        ctx,
+        Request::Login {
+            username: name,
+            password: Secret::new("correct horse"),
+        },
+    ) {
+        Response::LoggedIn(session) => session.token,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    proto::write_frame(&mut stream, 77, &Request::Ping, &mut Vec::new()).unwrap();
+    proto::read_frame(&mut stream, &mut Vec::new(), proto::DEFAULT_MAX_FRAME_LEN).unwrap()
+}
+
+/// The I/O timeout used to bound each read, not the frame: a client trickling a byte every
+/// 150 ms held its worker for ever.
+#[test]
+fn a_trickling_client_cannot_hold_a_worker_past_the_io_timeout() {
+    let config = ServerConfig {
+        workers: 1,
+        idle_timeout: Duration::from_secs(30),
+        io_timeout: Duration::from_secs(1),
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    };
+    let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
+    let mut frame = header(kind::LOGIN, 1, 1_000);
+    frame.resize(HEADER_LEN + 1_000, 0);
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_millis(3_500) {
+        if slow.write_all(&frame[sent..=sent]).is_err() {
+            break;
+        }
+        sent += 1;
+        thread::sleep(Duration::from_millis(150));
+    }
+    let reply = ping_new_connection(server.addr);
+    drop(slow);
+    assert_eq!(
+        reply.message,
+        Response::Pong,
+        "{sent} bytes trickled over {:?} still hold the worker",
+        started.elapsed()
+    );
+}
+
+/// The stop flag was only looked at after a quiet tick: a connection that kept sending
+/// requests kept the server from ever stopping.
+#[test]
+fn shutdown_finishes_while_a_client_keeps_sending_requests() {
+    let server = TestServer::start(2);
+    let addr = server.addr;
+    let stop_pinging = Arc::new(AtomicBool::new(false));
+    let pinger = {
+        let stop = Arc::clone(&stop_pinging);
+        thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let (mut read_buf, mut write_buf) = (Vec::new(), Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if proto::write_frame(&mut stream, 1, &Request::Ping, &mut write_buf).is_err()
+                    || proto::read_frame::<_, Response>(
+                        &mut stream,
+                        &mut read_buf,
+                        proto::DEFAULT_MAX_FRAME_LEN,
+                    )
+                    .is_err()
+                {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (done, stopped) = mpsc::channel();
+    thread::spawn(move || {
+        server.stop();
+        let _ = done.send(());
+    });
+    let stopped = stopped.recv_timeout(Duration::from_secs(5)).is_ok();
+    stop_pinging.store(true, Ordering::Relaxed);
+    pinger.join().unwrap();
+    assert!(
+        stopped,
+        "the server had not stopped {:?} after the request to stop",
+        started.elapsed()
+    );
+}
+
+/// The listener stayed open during the drain: the kernel completed handshakes nobody served.
+#[test]
+fn connections_arriving_during_the_drain_are_refused_not_left_hanging() {
+    let config = ServerConfig {
+        workers: 2,
+        idle_timeout: Duration::from_secs(30),
+        io_timeout: Duration::from_secs(3),
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    };
+    let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
+    // A half-sent request holds a worker, so the drain lasts.
+    let mut stuck = TcpStream::connect(server.addr).unwrap();
+    stuck.write_all(&header(kind::LOGIN, 1, 100)).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    server.shutdown.trigger();
+    thread::sleep(Duration::from_millis(300));
+    if let Ok(mut late) = TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)) {
+        late.set_read_timeout(Some(Duration::from_millis(1_000)))
+            .unwrap();
+        let got = late.read(&mut [0u8; 64]);
+        panic!("a connection made during the drain was accepted and then got {got:?}");
+    }
+    drop(stuck);
+}
+
+/// After a database restart every idle pooled connection is dead; one retry reached another
+/// dead one and the request failed with Internal.
+#[test]
+fn after_a_database_restart_no_request_fails_on_a_dead_pooled_connection() {
+    let url = database_url();
+    let ctx = small_context(&url, 4);
+    let token = signed_in(&ctx);
+    let pids: Vec<i32> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    ctx.db
+                        .run(|conn| {
+                            conn.client()
+                                .query_one("SELECT pg_backend_pid() FROM pg_sleep(0.3)", &[])
+                        })
+                        .unwrap()
+                        .get::<_, i32>(0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut admin = PgClient::connect(&url, NoTls).unwrap();
+    for pid in &pids {
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[pid])
+            .unwrap();
+    }
+    thread::sleep(Duration::from_millis(300));
+    let responses: Vec<Response> = (0..2)
+        .map(|_| {
+            ops::handle(
+                &ctx,
+                Request::GetProfile {
+                    token: token.clone(),
+                },
+            )
+        })
+        .collect();
+    assert!(
+        responses.iter().all(|r| matches!(r, Response::Profile(_))),
+        "requests after the restart got {responses:?}"
+    );
+}
+
+/// With no statement timeout, a query waiting behind a lock hung its worker for ever.
+#[test]
+fn a_stalled_database_gives_an_answer_not_a_hang() {
+    let url = fresh_database();
+    let ctx = Arc::new(small_context(&url, 1));
+    let mut admin = PgClient::connect(&url, NoTls).unwrap();
+    let mut lock = admin.transaction().unwrap();
+    lock.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let (done, answered) = mpsc::channel();
+    let waiting = Arc::clone(&ctx);
+    thread::spawn(move || {
+        let _ = done.send(ops::handle(
+            &waiting,
+            Request::Login {
+                username: "nobody_here".to_owned(),
+                password: Secret::new("whatever1"),
+            },
+        ));
+    });
+    let outcome = answered.recv_timeout(Duration::from_secs(8));
+    lock.rollback().unwrap();
+    let response = outcome.expect("no answer within 8 s while the table is locked");
+    assert!(
+        matches!(&response, Response::Error(e) if e.code == ErrorCode::Unavailable),
+        "{response:?}"
+    );
+}
+
+/// A migration that changed a column's type left every cached statement failing with
+/// "cached plan must not change result type".
+#[test]
+fn a_migration_that_changes_a_column_type_does_not_break_cached_statements() {
+    let url = fresh_database();
+    let ctx = small_context(&url, 1);
+    let token = signed_in(&ctx);
+    let before = ops::handle(
+        &ctx,
+        Request::GetProfile {
+            token: token.clone(),
+        },
+    );
+    assert!(matches!(before, Response::Profile(_)), "{before:?}");
+    PgClient::connect(&url, NoTls)
+        .unwrap()
+        .batch_execute("ALTER TABLE users ALTER COLUMN nickname TYPE varchar(64)")
+        .unwrap();
+    let after = ops::handle(&ctx, Request::GetProfile { token });
+    assert!(matches!(after, Response::Profile(_)), "{after:?}");
+}
+
+/// A seed killed after its last COPY but before rebuilding the index and moving the sequence
+/// was not repaired by a rerun: no unique index, and registrations clashed on ids.
+#[test]
+fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
+    let url = fresh_database();
+    let ctx = small_context(&url, 2);
+    seed::seed(&url, 2_000, &ctx.hasher, 2, false).unwrap();
+    let mut admin = PgClient::connect(&url, NoTls).unwrap();
+    // Exactly what a kill during the final statements leaves (CREATE INDEX is atomic).
+    admin
+        .batch_execute(
+            "DROP INDEX users_username_lower;
+             SELECT setval(pg_get_serial_sequence('users', 'id'), 1, false);",
+        )
+        .unwrap();
+    let again = seed::seed(&url, 2_000, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((again.existing, again.added), (2_000, 0));
+    let has_index: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes \
+             WHERE tablename = 'users' AND indexname = 'users_username_lower')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let registered = ops::handle(
+        &ctx,
+        Request::Register {
+            username: unique_name("fresh"),
+            password: Secret::new("correct horse"),
+            nickname: None,
+        },
+    );
+    assert!(
+        has_index && matches!(registered, Response::Registered(_)),
+        "username index present: {has_index}; registering a new name: {registered:?}"
+    );
+}
+
+/// A failed COPY left the hashing threads blocked on a channel nobody read: seed never
+/// returned.
+#[test]
+fn a_database_error_during_seeding_is_reported_not_a_hang() {
+    let url = fresh_database();
+    PgClient::connect(&url, NoTls)
+        .unwrap()
+        .batch_execute("ALTER TABLE users ADD CONSTRAINT review_refuse CHECK (id < 0)")
+        .unwrap();
+    let cheap = Hasher::new(
+        PasswordParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        },
+        PEPPER.to_vec(),
+        2,
+    )
+    .unwrap();
+    let (done, finished) = mpsc::channel();
+    let seed_url = url.clone();
+    thread::spawn(move || {
+        let result = seed::seed(&seed_url, 250_000, &cheap, 2, false);
+        let _ = done.send(result.map(|_| ()).map_err(|e| format!("{e:#}")));
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(Err(_)) => {}
+        Ok(Ok(())) => panic!("seeding succeeded against a table that refuses every row"),
+        Err(_) => panic!("seed had not returned 60 s after the COPY failed: deadlock"),
+    }
+}
+
+/// lower() followed the database locale: under a Turkish one, "Ivan" could not log in and
+/// "ivan" could be registered beside it.
+#[test]
+fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
+    let base = database_url();
+    let name = unique_name("review_tr_");
+    PgClient::connect(&base, NoTls)
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8' \
+             TEMPLATE template0"
+        ))
+        .unwrap();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    tcp_server::db::migrate(&url).unwrap();
+    let ctx = small_context(&url, 2);
+    let user = unique_name("Ivan");
+    let register = |username: String| {
+        ops::handle(
+            &ctx,
+            Request::Register {
+                username,
+                password: Secret::new("correct horse"),
+                nickname: None,
+            },
+        )
+    };
+    assert!(matches!(register(user.clone()), Response::Registered(_)));
+    let login = ops::handle(
+        &ctx,
+        Request::Login {
+            username: user.clone(),
+            password: Secret::new("correct horse"),
+        },
+    );
+    let twin = register(user.to_lowercase());
+    assert!(
+        matches!(login, Response::LoggedIn(_))
+            && matches!(&twin, Response::Error(e) if e.code == ErrorCode::UsernameTaken),
+        "login with the registered name: {login:?}; registering its lowercase twin: {twin:?}"
+    );
+}
