@@ -3,19 +3,9 @@
 
 use std::time::Duration;
 
-use proto::{ErrorCode, HEADER_LEN, MAGIC, Request, Response, VERSION, kind};
+use proto::{ErrorCode, Request, Response, VERSION, kind};
 
-use crate::support::{Client, TestServer};
-
-fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
-    let mut bytes = MAGIC.to_vec();
-    bytes.push(version);
-    bytes.push(kind);
-    bytes.extend_from_slice(&request_id.to_be_bytes());
-    bytes.extend_from_slice(&body_len.to_be_bytes());
-    assert_eq!(bytes.len(), HEADER_LEN);
-    bytes
-}
+use crate::support::{Client, TestServer, header};
 
 /// Sends `bytes`, expects one error frame with `code` and `request_id`, then a close.
 fn expect_error_and_close(server: &TestServer, bytes: &[u8], code: ErrorCode, request_id: u32) {

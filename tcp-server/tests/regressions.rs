@@ -9,50 +9,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client as PgClient, NoTls};
-use proto::{ErrorCode, HEADER_LEN, MAGIC, Request, Response, Secret, VERSION, kind};
-use tcp_server::db::{Db, DbConfig};
+use proto::{ErrorCode, HEADER_LEN, Request, Response, Secret, VERSION, kind};
 use tcp_server::ops::{self, Context};
 use tcp_server::password::{Hasher, PasswordParams};
-use tcp_server::picture::{PictureConfig, Pictures};
-use tcp_server::secrets::Secrets;
 use tcp_server::seed;
 use tcp_server::server::ServerConfig;
-use tcp_server::stats::Stats;
-use tcp_server::token::TokenKey;
 
-use crate::support::{FAST, TestServer, context, database_url, unique_name};
-
-const PEPPER: &[u8] = b"a test pepper of enough length";
-
-fn header(kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
-    let mut bytes = MAGIC.to_vec();
-    bytes.push(VERSION);
-    bytes.push(kind);
-    bytes.extend_from_slice(&request_id.to_be_bytes());
-    bytes.extend_from_slice(&body_len.to_be_bytes());
-    assert_eq!(bytes.len(), HEADER_LEN);
-    bytes
-}
+use crate::support::{
+    FAST, PEPPER, TestServer, context, context_sized, database_url, header, unique_name,
+};
 
 fn small_context(url: &str, pool_size: u32) -> Context {
-    let secrets = Secrets::from_pepper(PEPPER.to_vec()).unwrap();
-    Context {
-        db: Db::new(
-            url,
-            &DbConfig {
-                pool_size,
-                checkout_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(2),
-                statement_timeout: Duration::from_secs(2),
-            },
-        )
-        .unwrap(),
-        hasher: Hasher::new(FAST, secrets.pepper, 2).unwrap(),
-        tokens: TokenKey::new(secrets.token_key),
-        pictures: Pictures::new(PictureConfig::default(), 2),
-        session_ttl: Duration::from_secs(3600),
-        stats: Stats::default(),
-    }
+    context_sized(url, FAST, Duration::from_secs(3600), pool_size)
 }
 
 fn fresh_database() -> String {
@@ -113,7 +81,7 @@ fn a_trickling_client_cannot_hold_a_worker_past_the_io_timeout() {
         max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
     };
     let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
-    let mut frame = header(kind::LOGIN, 1, 1_000);
+    let mut frame = header(VERSION, kind::LOGIN, 1, 1_000);
     frame.resize(HEADER_LEN + 1_000, 0);
     let mut slow = TcpStream::connect(server.addr).unwrap();
     let started = Instant::now();
@@ -195,7 +163,9 @@ fn connections_arriving_during_the_drain_are_refused_not_left_hanging() {
     let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
     // A half-sent request holds a worker, so the drain lasts.
     let mut stuck = TcpStream::connect(server.addr).unwrap();
-    stuck.write_all(&header(kind::LOGIN, 1, 100)).unwrap();
+    stuck
+        .write_all(&header(VERSION, kind::LOGIN, 1, 100))
+        .unwrap();
     thread::sleep(Duration::from_millis(300));
     server.shutdown.trigger();
     thread::sleep(Duration::from_millis(300));

@@ -16,6 +16,20 @@ use tcp_server::server::{self, ServerConfig, Shutdown};
 use tcp_server::stats::Stats;
 use tcp_server::token::TokenKey;
 
+/// The pepper of every test context.
+pub const PEPPER: &[u8] = b"a test pepper of enough length";
+
+/// A frame header with any field, valid or not.
+pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
+    let mut bytes = proto::MAGIC.to_vec();
+    bytes.push(version);
+    bytes.push(kind);
+    bytes.extend_from_slice(&request_id.to_be_bytes());
+    bytes.extend_from_slice(&body_len.to_be_bytes());
+    assert_eq!(bytes.len(), proto::HEADER_LEN);
+    bytes
+}
+
 /// The cheapest parameters the server accepts, to keep tests fast.
 pub const FAST: PasswordParams = PasswordParams {
     memory_kib: 64,
@@ -49,12 +63,22 @@ pub fn context(params: PasswordParams, session_ttl: Duration) -> Context {
 }
 
 pub fn context_for(url: &str, params: PasswordParams, session_ttl: Duration) -> Context {
-    let secrets = Secrets::from_pepper(b"a test pepper of enough length".to_vec()).unwrap();
+    context_sized(url, params, session_ttl, 8)
+}
+
+/// A context whose database pool holds at most `pool_size` connections.
+pub fn context_sized(
+    url: &str,
+    params: PasswordParams,
+    session_ttl: Duration,
+    pool_size: u32,
+) -> Context {
+    let secrets = Secrets::from_pepper(PEPPER.to_vec()).unwrap();
     Context {
         db: Db::new(
             url,
             &DbConfig {
-                pool_size: 8,
+                pool_size,
                 checkout_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(2),
                 statement_timeout: Duration::from_secs(2),
