@@ -69,6 +69,19 @@ fn builder() -> pool::Builder<Mgr> {
         .maintenance_interval(Duration::from_millis(10))
 }
 
+/// A pool whose `idle` connections have all idled past a zero validation threshold, so the
+/// next checkouts validate them.
+fn with_stale_idle(builder: pool::Builder<Mgr>, manager: Mgr, idle: usize) -> Pool<Mgr> {
+    let pool = builder
+        .validate_after_idle(Some(Duration::ZERO))
+        .build(manager)
+        .unwrap();
+    let held: Vec<_> = (0..idle).map(|_| pool.get().unwrap()).collect();
+    drop(held);
+    thread::sleep(Duration::from_millis(2));
+    pool
+}
+
 /// A panic in `Manager::connect` used to leave `pending` at +1 for ever and kill the connector
 /// thread. With one connector no connect was ever started again; with two, one waiter on an
 /// empty pool never again outnumbered idle + pending. Either way every checkout timed out.
@@ -121,13 +134,7 @@ fn is_valid_panic_does_not_leak_a_place() {
         Ok(())
     });
     let live = Arc::clone(&m.live);
-    let pool = builder()
-        .max_size(1)
-        .validate_after_idle(Some(Duration::ZERO))
-        .build(m)
-        .unwrap();
-    drop(pool.get().unwrap());
-    thread::sleep(Duration::from_millis(2));
+    let pool = with_stale_idle(builder().max_size(1), m, 1);
     boom.store(true, Ordering::SeqCst);
     // The panic counts as "invalid": the connection is closed and replaced, and the caller gets
     // the replacement instead of the panic.
@@ -281,14 +288,13 @@ fn retry_after_failed_validation_uses_a_fresh_clock() {
             Ok(())
         }
     });
-    let pool = builder()
-        .max_size(4)
-        .validate_after_idle(Some(Duration::ZERO))
-        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(50))
-        .build(m)
-        .unwrap();
-    drop(pool.get().unwrap());
-    thread::sleep(Duration::from_millis(2));
+    let pool = with_stale_idle(
+        builder()
+            .max_size(4)
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(50)),
+        m,
+        1,
+    );
     thread::scope(|s| {
         // A takes the idle connection and blocks in is_valid.
         let a = s.spawn(|| pool.get().map(|c| c.id));
@@ -315,14 +321,7 @@ fn get_timeout_is_bounded_despite_failing_validations() {
         thread::sleep(Duration::from_millis(200));
         Err(FakeError("dead"))
     });
-    let pool = builder()
-        .max_size(3)
-        .validate_after_idle(Some(Duration::ZERO))
-        .build(m)
-        .unwrap();
-    let held: Vec<_> = (0..3).map(|_| pool.get().unwrap()).collect();
-    drop(held);
-    thread::sleep(Duration::from_millis(2));
+    let pool = with_stale_idle(builder().max_size(3), m, 3);
     let start = Instant::now();
     let _ = pool.get_timeout(Duration::from_millis(50));
     let took = start.elapsed();
@@ -403,13 +402,7 @@ fn checkout_whose_idle_connection_was_invalid_keeps_its_place() {
         thread::sleep(Duration::from_millis(50));
         Ok(())
     });
-    let pool = builder()
-        .max_size(1)
-        .validate_after_idle(Some(Duration::ZERO))
-        .build(m)
-        .unwrap();
-    drop(pool.get().unwrap());
-    thread::sleep(Duration::from_millis(2));
+    let pool = with_stale_idle(builder().max_size(1), m, 1);
     let order = Mutex::new(Vec::new());
     thread::scope(|s| {
         let (pool, order) = (&pool, &order);

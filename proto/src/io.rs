@@ -67,18 +67,13 @@ pub fn read_frame<R: Read + ?Sized, M: Message>(
     buf: &mut Vec<u8>,
     max_frame_len: u32,
 ) -> Result<Frame<M>, ReadError> {
-    // The decoded frame owns its fields, so the bytes are not needed after decoding; shrinking
-    // on the way out too means an idle connection never sits on a picture-sized buffer.
-    shrink(buf);
     let result = read_one(reader, buf, max_frame_len);
-    shrink(buf);
-    result
-}
-
-fn shrink(buf: &mut Vec<u8>) {
+    // The decoded frame owns its fields, so the bytes are not needed any more: an idle
+    // connection never sits on a picture-sized buffer, whatever the outcome.
     if buf.capacity() > RETAINED_BUFFER_CAPACITY {
         *buf = Vec::with_capacity(RETAINED_BUFFER_CAPACITY);
     }
+    result
 }
 
 fn read_one<R: Read + ?Sized, M: Message>(

@@ -132,12 +132,8 @@ fn shutdown_stops_an_idle_server_promptly() {
 
 #[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
-    let config = tcp_server::server::ServerConfig {
-        workers: 2,
-        idle_timeout: Duration::from_millis(500),
-        io_timeout: Duration::from_secs(2),
-        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
-    };
+    let config =
+        crate::support::server_config(2, Duration::from_millis(500), Duration::from_secs(2));
     let server = TestServer::start_config(
         config,
         crate::support::context(crate::support::FAST, Duration::from_secs(60)),

@@ -13,10 +13,10 @@ use proto::{ErrorCode, HEADER_LEN, Request, Response, Secret, VERSION, kind};
 use tcp_server::ops::{self, Context};
 use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::seed;
-use tcp_server::server::ServerConfig;
 
 use crate::support::{
-    FAST, PEPPER, TestServer, context, context_sized, database_url, header, unique_name,
+    FAST, PEPPER, TestServer, context, context_sized, database_url, header, server_config,
+    unique_name,
 };
 
 fn small_context(url: &str, pool_size: u32) -> Context {
@@ -74,12 +74,7 @@ fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
 /// 150 ms held its worker for ever.
 #[test]
 fn a_trickling_client_cannot_hold_a_worker_past_the_io_timeout() {
-    let config = ServerConfig {
-        workers: 1,
-        idle_timeout: Duration::from_secs(30),
-        io_timeout: Duration::from_secs(1),
-        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
-    };
+    let config = server_config(1, Duration::from_secs(30), Duration::from_secs(1));
     let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
     let mut frame = header(VERSION, kind::LOGIN, 1, 1_000);
     frame.resize(HEADER_LEN + 1_000, 0);
@@ -154,12 +149,7 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
 /// The listener stayed open during the drain: the kernel completed handshakes nobody served.
 #[test]
 fn connections_arriving_during_the_drain_are_refused_not_left_hanging() {
-    let config = ServerConfig {
-        workers: 2,
-        idle_timeout: Duration::from_secs(30),
-        io_timeout: Duration::from_secs(3),
-        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
-    };
+    let config = server_config(2, Duration::from_secs(30), Duration::from_secs(3));
     let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
     // A half-sent request holds a worker, so the drain lasts.
     let mut stuck = TcpStream::connect(server.addr).unwrap();

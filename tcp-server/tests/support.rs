@@ -93,6 +93,16 @@ pub fn context_sized(
     }
 }
 
+/// Server settings for tests, with the default frame limit.
+pub fn server_config(workers: usize, idle_timeout: Duration, io_timeout: Duration) -> ServerConfig {
+    ServerConfig {
+        workers,
+        idle_timeout,
+        io_timeout,
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    }
+}
+
 /// A server running in this process; stopped and joined on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -106,13 +116,10 @@ impl TestServer {
     }
 
     pub fn start_with(workers: usize, ctx: Context) -> Self {
-        let config = ServerConfig {
-            workers,
-            idle_timeout: Duration::from_secs(30),
-            io_timeout: Duration::from_secs(2),
-            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
-        };
-        Self::start_config(config, ctx)
+        Self::start_config(
+            server_config(workers, Duration::from_secs(30), Duration::from_secs(2)),
+            ctx,
+        )
     }
 
     pub fn start_config(config: ServerConfig, ctx: Context) -> Self {

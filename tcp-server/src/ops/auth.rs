@@ -1,7 +1,7 @@
 //! Authenticating a request by its session token: signature and expiry locally, revocation and
 //! the account's existence in the same query that loads the profile.
 
-use proto::{ErrorCode, Profile};
+use proto::Profile;
 
 use super::{Context, OpError, profile_from, unix_now};
 use crate::token::Claims;
@@ -13,11 +13,10 @@ const SESSION_USER: &str = "SELECT u.id, u.username, u.nickname, u.picture_id, \
 /// The session and profile behind `token`, or `Unauthorized` for a malformed, tampered,
 /// expired or revoked token (or a deleted account), all alike.
 pub(super) fn session(ctx: &Context, token: &str) -> Result<(Claims, Profile), OpError> {
-    let unauthorized = || OpError::new(ErrorCode::Unauthorized, "invalid or expired session");
     let claims = ctx
         .tokens
         .verify(token, unix_now())
-        .map_err(|_| unauthorized())?;
+        .map_err(|_| OpError::unauthorized())?;
     let row = ctx.db.run(|conn| {
         let statement = conn.prepared(SESSION_USER)?;
         conn.client().query_opt(
@@ -27,6 +26,6 @@ pub(super) fn session(ctx: &Context, token: &str) -> Result<(Claims, Profile), O
     })?;
     match row {
         Some(row) if !row.get::<_, bool>(4) => Ok((claims, profile_from(&row))),
-        _ => Err(unauthorized()),
+        _ => Err(OpError::unauthorized()),
     }
 }

@@ -68,6 +68,11 @@ impl OpError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         OpError(ErrorReply::new(code, message))
     }
+
+    /// The one answer to every bad, expired or revoked session (or a deleted account).
+    fn unauthorized() -> Self {
+        OpError::new(ErrorCode::Unauthorized, "invalid or expired session")
+    }
 }
 
 impl From<DbError> for OpError {

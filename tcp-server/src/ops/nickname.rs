@@ -19,9 +19,6 @@ pub(super) fn run(ctx: &Context, token: &str, nickname: &str) -> Result<Response
     })?;
     match row {
         Some(row) => Ok(Response::NicknameUpdated(profile_from(&row))),
-        None => Err(OpError::new(
-            ErrorCode::Unauthorized,
-            "invalid or expired session",
-        )),
+        None => Err(OpError::unauthorized()),
     }
 }

@@ -44,10 +44,7 @@ pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response,
     })?;
     match row {
         Some(row) => Ok(Response::PictureSet(profile_from(&row))),
-        None => Err(OpError::new(
-            ErrorCode::Unauthorized,
-            "invalid or expired session",
-        )),
+        None => Err(OpError::unauthorized()),
     }
 }
 
