@@ -1,16 +1,122 @@
-//! http-server's entry point. The server itself arrives with the http-server issue; for now the
-//! binary only describes itself.
+//! http-server's entry point: parses the command line once into typed settings, binds, and
+//! hands over to the library.
 
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::Context as _;
 use clap::Parser;
+use http_server::{BackendConfig, Config, Listen, Shutdown};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
-/// The gatehouse client-facing tier: the public JSON API over HTTP/1.1, reaching tcp-server
-/// through pooled connections that speak the gatehouse binary protocol.
+/// The gatehouse client-facing tier: the public JSON API (API v1) over HTTP/1.1, reaching
+/// tcp-server through pooled connections that speak the gatehouse binary protocol.
+///
+/// Stops on SIGINT or SIGTERM: no new connections, requests already received are answered,
+/// exit 0. A second signal exits at once.
 #[derive(Debug, Parser)]
 #[command(version)]
-struct Cli {}
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// A tcp-server address; repeat for several. Requests spread over those that answer.
+    #[arg(long = "backend", default_value = "127.0.0.1:7070")]
+    backends: Vec<SocketAddr>,
+    /// Worker threads answering requests (tiny_http adds one light thread per connection).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    workers: u32,
+    /// Sockets per backend at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pool_size: u32,
+    /// The longest wait for a free backend socket; past it the client gets 503 backend_busy.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pool_wait: Duration,
+    /// The longest a connect to a backend may take.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// The longest a backend may take to answer; past it the client gets 504 backend_timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Backend sockets idle this long are closed (keep below tcp-server's --idle-timeout).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    backend_idle_timeout: Duration,
+    /// A client connection that sends nothing for this long is closed (keep-alive idle, or a
+    /// stalled request head or body).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    client_idle_timeout: Duration,
+    /// The longest one write of a response to a client may block.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    client_write_timeout: Duration,
+    /// The largest JSON request body, in bytes (413 past it).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(2..=16 * 1024))]
+    max_json_body: u64,
+    /// The largest picture upload, in bytes (413 past it); tcp-server has its own limit too.
+    #[arg(long, default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=(proto::DEFAULT_MAX_FRAME_LEN as u64 - 1024)))]
+    max_picture_body: u64,
+    /// After SIGINT/SIGTERM, how long requests already received may still be answered.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// The listener's accept backlog (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    backlog: i32,
+}
 
 fn main() {
-    let _cli = Cli::parse();
-    eprintln!("http-server: no commands yet; see --help");
-    std::process::exit(2);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    if let Err(error) = serve(cli) {
+        log::error!("{error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(cli: Cli) -> anyhow::Result<()> {
+    // tiny_http holds two descriptors per client connection; the default soft limit (often
+    // 1024) would run out near 500 connections.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::debug!("open files limit: {limit}"),
+        Err(error) => log::warn!("could not raise the open files limit: {error}"),
+    }
+    let config = Config {
+        workers: cli.workers as usize,
+        backend: BackendConfig {
+            addresses: cli.backends,
+            pool_size: cli.pool_size,
+            pool_wait: cli.pool_wait,
+            connect_timeout: cli.connect_timeout,
+            request_timeout: cli.request_timeout,
+            idle_timeout: cli.backend_idle_timeout,
+            ..BackendConfig::default()
+        },
+        max_json_body: cli.max_json_body as usize,
+        max_picture_body: cli.max_picture_body as usize,
+        shutdown_grace: cli.shutdown_grace,
+    };
+    let listener = http_server::bind(&Listen {
+        address: cli.listen,
+        backlog: cli.backlog,
+        idle_timeout: cli.client_idle_timeout,
+        write_timeout: cli.client_write_timeout,
+    })
+    .with_context(|| format!("binding {}", cli.listen))?;
+    let shutdown = Shutdown::new();
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let on_signal = shutdown.clone();
+    thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
+                log::info!("signal {signal}: stopping after the requests already received");
+                on_signal.trigger();
+            }
+            if let Some(signal) = signals.next() {
+                log::warn!("signal {signal} again: exiting without waiting");
+                std::process::exit(1);
+            }
+        })?;
+    http_server::run(listener, config, shutdown).context("serving")
 }

@@ -11,8 +11,9 @@
 //! - `message`: the [`Request`] and [`Response`] enums and how each body is laid out.
 //! - `wire`: the field encodings (integers, strings, blobs, options, lists).
 //! - `error`: [`DecodeError`] and [`EncodeError`].
-//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, the
-//!   only code here that performs I/O.
+//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, and
+//!   [`Deadline`], a TCP stream with one deadline for a whole exchange: the only code here that
+//!   performs I/O.
 //!
 //! # Example
 //! ```
@@ -37,9 +38,9 @@ pub use frame::{
     DEFAULT_MAX_FRAME_LEN, Frame, HEADER_LEN, MAGIC, Message, VERSION, decode, decode_with_limit,
     encode,
 };
-pub use io::{RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
+pub use io::{Deadline, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
 pub use message::{
     ErrorCode, ErrorReply, ImageFormat, Picture, Profile, Request, Response, Sample, SampleKind,
-    Secret, Session, kind,
+    Secret, Session, is_picture_key, kind,
 };
 pub use wire::{MAX_LIST_LEN, MAX_STRING_LEN};

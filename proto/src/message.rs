@@ -226,6 +226,19 @@ impl ImageFormat {
     }
 }
 
+/// Whether `key` has the form of a picture key, `<user id>-<16 lowercase hex digits>` (see
+/// `PROTOCOL.md`). Anything else (a path, a traversal attempt) names no picture, so both tiers
+/// refuse it without a lookup.
+pub fn is_picture_key(key: &str) -> bool {
+    let Some((id, hash)) = key.split_once('-') else {
+        return false;
+    };
+    (1..=19).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && hash.len() == 16
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A stored picture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Picture {

@@ -314,3 +314,25 @@ fn secrets_never_appear_in_debug_output() {
     }
     assert_eq!(Secret::new("hunter2").expose(), "hunter2");
 }
+
+#[test]
+fn picture_keys_have_the_documented_form() {
+    assert!(proto::is_picture_key("42-0123456789abcdef"));
+    assert!(proto::is_picture_key(
+        "9223372036854775807-ffffffffffffffff"
+    ));
+    for bad in [
+        "",
+        "42",
+        "42-0123456789ABCDEF",
+        "42-0123456789abcde",
+        "42-0123456789abcdef0",
+        "../etc/passwd",
+        "42-0123456789abcdef/..",
+        "-0123456789abcdef",
+        "4x-0123456789abcdef",
+        "12345678901234567890-0123456789abcdef",
+    ] {
+        assert!(!proto::is_picture_key(bad), "{bad}");
+    }
+}

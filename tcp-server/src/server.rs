@@ -4,7 +4,7 @@
 //! gets a `Busy` error frame and is closed at once, so the process never grows threads and no
 //! client hangs silently.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TrySendError};
-use proto::{ErrorCode, ErrorReply, ReadError, Request, Response};
+use proto::{Deadline, ErrorCode, ErrorReply, ReadError, Request, Response};
 
 use crate::ops::{self, Context};
 
@@ -275,47 +275,5 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
         if stream.set_read_timeout(Some(TICK)).is_err() {
             return;
         }
-    }
-}
-
-/// The stream with one deadline for a whole frame: each read or write gets only the time left,
-/// so a peer trickling bytes cannot stretch a request or a response past the I/O timeout.
-struct Deadline<'a> {
-    stream: &'a TcpStream,
-    deadline: Instant,
-}
-
-impl<'a> Deadline<'a> {
-    fn after(stream: &'a TcpStream, timeout: Duration) -> Self {
-        Deadline {
-            stream,
-            deadline: Instant::now() + timeout,
-        }
-    }
-
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
-        }
-        Ok(left)
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).read(buf)
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

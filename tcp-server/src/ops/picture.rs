@@ -50,7 +50,7 @@ pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response,
 
 pub(super) fn get(ctx: &Context, key: &str) -> Result<Response, OpError> {
     let not_found = || OpError::new(ErrorCode::NotFound, "no such picture");
-    if !is_key(key) {
+    if !proto::is_picture_key(key) {
         return Err(not_found());
     }
     let row = ctx.db.run(|conn| {
@@ -70,37 +70,4 @@ pub(super) fn get(ctx: &Context, key: &str) -> Result<Response, OpError> {
         format,
         data: row.get(1),
     }))
-}
-
-/// `<user id>-<16 hex digits>`: anything else (a path, a traversal attempt) names no picture.
-fn is_key(key: &str) -> bool {
-    let Some((id, hash)) = key.split_once('-') else {
-        return false;
-    };
-    (1..=19).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_digit())
-        && hash.len() == 16
-        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_key;
-
-    #[test]
-    fn only_well_formed_keys_are_looked_up() {
-        assert!(is_key("42-0123456789abcdef"));
-        for bad in [
-            "",
-            "42",
-            "42-0123456789ABCDEF",
-            "42-0123456789abcde",
-            "../etc/passwd",
-            "42-0123456789abcdef/..",
-            "-0123456789abcdef",
-            "4x-0123456789abcdef",
-        ] {
-            assert!(!is_key(bad), "{bad}");
-        }
-    }
 }

@@ -1,0 +1,370 @@
+//! The tcp-server backends: one pool of sockets per backend (our `pool` crate), and the choice
+//! of a backend for each request. One request and its response per borrow; a socket that saw
+//! an I/O or protocol error is marked broken and never reused.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pool::{Manager, Pool};
+use proto::{Deadline, ErrorCode, ReadError, Request, Response};
+use socket2::{SockRef, TcpKeepalive};
+
+/// How to reach the backends.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// The tcp-server addresses; requests spread over those that answer.
+    pub addresses: Vec<SocketAddr>,
+    /// Sockets per backend at most.
+    pub pool_size: u32,
+    /// The longest wait for a free socket before `backend_busy`.
+    pub pool_wait: Duration,
+    /// The longest a TCP connect to a backend may take.
+    pub connect_timeout: Duration,
+    /// The longest a request may wait for its response before `backend_timeout`.
+    pub request_timeout: Duration,
+    /// A socket idle this long is checked with a Ping before it is used again.
+    pub validate_after_idle: Duration,
+    /// A socket idle this long is closed (keep it below tcp-server's `--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// The largest response frame accepted, in bytes.
+    pub max_frame_len: u32,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            addresses: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
+            pool_size: 64,
+            pool_wait: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(5),
+            validate_after_idle: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(30),
+            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// Why a request got no answer from any backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// Every reachable backend is at its bound (our pool, or tcp-server's connection limit);
+    /// retry after this many milliseconds.
+    Busy { retry_after_ms: u32 },
+    /// No backend could be reached, or the connection failed mid-request.
+    Unavailable,
+    /// A backend took the request and did not answer within the request timeout.
+    Timeout,
+}
+
+/// One open socket to a backend, with its buffers.
+pub struct Connection {
+    stream: TcpStream,
+    broken: bool,
+    next_request_id: u32,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+}
+
+/// Why one exchange on one socket failed.
+enum ExchangeError {
+    /// Nothing of the request can have been processed: the socket was found closed before
+    /// anything was sent, or the server refused the connection at its bound (Busy, id 0).
+    NotSent { busy_retry_ms: Option<u32> },
+    /// The request may have reached the backend; the connection failed.
+    Failed,
+    /// The deadline passed.
+    TimedOut,
+}
+
+impl Connection {
+    /// Sends `request` and reads its response, all within `timeout`.
+    fn exchange(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        max_frame_len: u32,
+    ) -> Result<Response, ExchangeError> {
+        let result = self.exchange_inner(request, timeout, max_frame_len);
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn exchange_inner(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        max_frame_len: u32,
+    ) -> Result<Response, ExchangeError> {
+        if self.peer_has_closed() {
+            return Err(ExchangeError::NotSent {
+                busy_retry_ms: None,
+            });
+        }
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        let id = self.next_request_id;
+        let mut stream = Deadline::after(&self.stream, timeout);
+        proto::write_frame(&mut stream, id, request, &mut self.write_buf).map_err(|error| {
+            match error {
+                proto::WriteError::Io(error) if is_timeout(&error) => ExchangeError::TimedOut,
+                _ => ExchangeError::Failed,
+            }
+        })?;
+        let frame =
+            proto::read_frame::<_, Response>(&mut stream, &mut self.read_buf, max_frame_len)
+                .map_err(|error| match error {
+                    ReadError::Idle => ExchangeError::TimedOut,
+                    ReadError::Io(error) if is_timeout(&error) => ExchangeError::TimedOut,
+                    _ => ExchangeError::Failed,
+                })?;
+        match frame.message {
+            // The server refused this connection at its bound before reading anything.
+            Response::Error(reply) if frame.request_id == 0 && reply.code == ErrorCode::Busy => {
+                Err(ExchangeError::NotSent {
+                    busy_retry_ms: Some(reply.retry_after_ms),
+                })
+            }
+            message if frame.request_id == id => Ok(message),
+            _ => Err(ExchangeError::Failed),
+        }
+    }
+
+    /// Whether the backend has closed this socket (or sent something unasked, which only a
+    /// refusal or a close would be): one non-blocking peek, so a stale socket is found before
+    /// a request is spent on it.
+    fn peer_has_closed(&self) -> bool {
+        let mut byte = [MaybeUninit::<u8>::uninit()];
+        match SockRef::from(&self.stream)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Opens and checks sockets to one backend, for the pool.
+pub struct BackendManager {
+    address: SocketAddr,
+    connect_timeout: Duration,
+    max_frame_len: u32,
+}
+
+impl Manager for BackendManager {
+    type Connection = Connection;
+    type Error = io::Error;
+
+    fn connect(&self) -> io::Result<Connection> {
+        let stream = TcpStream::connect_timeout(&self.address, self.connect_timeout)?;
+        stream.set_nodelay(true)?;
+        // Keepalive finds a backend host that vanished without closing its sockets.
+        SockRef::from(&stream).set_tcp_keepalive(
+            &TcpKeepalive::new()
+                .with_time(Duration::from_secs(10))
+                .with_interval(Duration::from_secs(5)),
+        )?;
+        Ok(Connection {
+            stream,
+            broken: false,
+            next_request_id: 0,
+            read_buf: Vec::new(),
+            write_buf: Vec::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> io::Result<()> {
+        match conn.exchange(&Request::Ping, self.connect_timeout, self.max_frame_len) {
+            Ok(Response::Pong) => Ok(()),
+            Ok(_) => Err(io::Error::other("unexpected answer to Ping")),
+            Err(_) => Err(io::Error::other("Ping failed")),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken
+    }
+}
+
+struct Backend {
+    address: SocketAddr,
+    pool: Pool<BackendManager>,
+}
+
+/// The backends, and the choice of one for each request.
+pub struct Backends {
+    backends: Vec<Backend>,
+    next: AtomicUsize,
+    config: BackendConfig,
+}
+
+/// A pool's state, for `/metrics`.
+pub struct BackendStats {
+    pub address: SocketAddr,
+    pub pool: pool::Stats,
+}
+
+impl Backends {
+    /// A pool per address; no socket is opened yet.
+    pub fn new(config: &BackendConfig) -> io::Result<Backends> {
+        let mut backends = Vec::with_capacity(config.addresses.len());
+        for &address in &config.addresses {
+            let pool = Pool::builder()
+                .max_size(config.pool_size)
+                .checkout_timeout(config.pool_wait)
+                .idle_timeout(Some(config.idle_timeout))
+                .validate_after_idle(Some(config.validate_after_idle))
+                .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+                .thread_name(format!("backend-{address}"))
+                .build(BackendManager {
+                    address,
+                    connect_timeout: config.connect_timeout,
+                    max_frame_len: config.max_frame_len,
+                })?;
+            backends.push(Backend { address, pool });
+        }
+        Ok(Backends {
+            backends,
+            next: AtomicUsize::new(0),
+            config: config.clone(),
+        })
+    }
+
+    /// The addresses, for logs.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.backends.iter().map(|b| b.address).collect()
+    }
+
+    /// Every pool's state.
+    pub fn stats(&self) -> Vec<BackendStats> {
+        self.backends
+            .iter()
+            .map(|b| BackendStats {
+                address: b.address,
+                pool: b.pool.stats(),
+            })
+            .collect()
+    }
+
+    /// Sends `request` to one backend and returns its response. Backends are tried in turn,
+    /// starting with the next in rotation; one that cannot be reached is skipped. A request
+    /// that may have reached a backend is sent again elsewhere only if `idempotent`.
+    pub fn call(&self, request: &Request, idempotent: bool) -> Result<Response, CallError> {
+        let started = Instant::now();
+        let count = self.backends.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut busy: Option<u32> = None;
+        let mut index = 0;
+        // Each backend gets a turn. A stale socket (closed by a backend that restarted) is found
+        // before anything is sent and costs nothing but a retry on the same backend: a pool can
+        // hold up to `pool_size` of them, and one more checkout then connects afresh.
+        let mut stale = 0;
+        while index < count {
+            let backend = &self.backends[(first + index) % count];
+            let wait = self.config.pool_wait.saturating_sub(started.elapsed());
+            let mut conn = match backend.pool.get_timeout(wait) {
+                Ok(conn) => conn,
+                Err(pool::Error::Timeout {
+                    last_error: None, ..
+                }) => {
+                    busy = Some(busy.unwrap_or(1000));
+                    index += 1;
+                    continue;
+                }
+                Err(error) => {
+                    log::debug!("backend {} unavailable: {error}", backend.address);
+                    index += 1;
+                    continue;
+                }
+            };
+            let timeout = self
+                .config
+                .request_timeout
+                .saturating_sub(started.elapsed());
+            if timeout.is_zero() {
+                return Err(CallError::Timeout);
+            }
+            match conn.exchange(request, timeout, self.config.max_frame_len) {
+                Ok(response) => return Ok(response),
+                Err(ExchangeError::NotSent {
+                    busy_retry_ms: None,
+                }) => {
+                    stale += 1;
+                    if stale > self.config.pool_size {
+                        stale = 0;
+                        index += 1;
+                    }
+                }
+                Err(ExchangeError::NotSent {
+                    busy_retry_ms: Some(ms),
+                }) => {
+                    busy = Some(ms);
+                    index += 1;
+                }
+                Err(ExchangeError::TimedOut) => {
+                    log::warn!("backend {} did not answer in time", backend.address);
+                    return Err(CallError::Timeout);
+                }
+                Err(ExchangeError::Failed) if idempotent => {
+                    log::debug!("backend {} failed a request; trying again", backend.address);
+                    index += 1;
+                }
+                Err(ExchangeError::Failed) => {
+                    log::warn!("backend {} failed mid-request", backend.address);
+                    return Err(CallError::Unavailable);
+                }
+            }
+        }
+        match busy {
+            Some(retry_after_ms) => Err(CallError::Busy { retry_after_ms }),
+            None => Err(CallError::Unavailable),
+        }
+    }
+
+    /// Pings each backend until one answers.
+    pub fn any_ready(&self) -> bool {
+        self.backends.iter().any(|backend| {
+            let Ok(mut conn) = backend.pool.get_timeout(self.config.connect_timeout) else {
+                return false;
+            };
+            matches!(
+                conn.exchange(
+                    &Request::Ping,
+                    self.config.connect_timeout,
+                    self.config.max_frame_len
+                ),
+                Ok(Response::Pong)
+            )
+        })
+    }
+
+    /// Fetches every backend's stats; a backend that does not answer is left out.
+    pub fn fetch_stats(&self) -> Vec<(SocketAddr, Vec<proto::Sample>)> {
+        self.backends
+            .iter()
+            .filter_map(|backend| {
+                let mut conn = backend.pool.get_timeout(self.config.connect_timeout).ok()?;
+                match conn.exchange(
+                    &Request::Stats,
+                    self.config.connect_timeout,
+                    self.config.max_frame_len,
+                ) {
+                    Ok(Response::Stats(samples)) => Some((backend.address, samples)),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}

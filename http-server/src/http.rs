@@ -1,0 +1,248 @@
+//! What every handler shares: the JSON error body, replies, bounded body reads and the few
+//! request headers the API looks at.
+
+use std::io::{self, Read};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tiny_http::{Header, Request, Response, StatusCode};
+
+/// A reply ready to send: status, headers and body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A JSON body.
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Reply {
+        // Serialising our own plain structs cannot fail.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        Reply {
+            status,
+            headers: vec![header("Content-Type", "application/json")],
+            body,
+        }
+    }
+
+    /// No body.
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push(header(name, value));
+        self
+    }
+
+    /// The tiny_http response.
+    pub fn into_response(self) -> Response<io::Cursor<Vec<u8>>> {
+        let length = self.body.len();
+        Response::new(
+            StatusCode(self.status),
+            self.headers,
+            io::Cursor::new(self.body),
+            Some(length),
+            None,
+        )
+    }
+}
+
+/// A header built by this crate: names are constants and values are ASCII the crate made
+/// (numbers, media types, validated picture keys), never client input.
+pub fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("header names and values built by http-server are ASCII")
+}
+
+/// An API error: the HTTP status and the body `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for `Retry-After` (503 and 429).
+    pub retry_after: Option<u32>,
+    /// The methods a path allows, for `Allow` (405).
+    pub allow: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    pub fn invalid_json(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid_json", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(404, "not_found", "no such resource")
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            401,
+            "unauthorized",
+            "a valid session token is required (Authorization: Bearer <token>)",
+        )
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("this resource allows {allow}"),
+            )
+        }
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn reply(&self) -> Reply {
+        let mut reply = Reply::json(
+            self.status,
+            &ErrorBody {
+                error: ErrorFields {
+                    code: self.code,
+                    message: &self.message,
+                },
+            },
+        );
+        if let Some(seconds) = self.retry_after {
+            reply = reply.with_header("Retry-After", &seconds.to_string());
+        }
+        if let Some(allow) = self.allow {
+            reply = reply.with_header("Allow", allow);
+        }
+        if self.status == 401 {
+            reply = reply.with_header("WWW-Authenticate", "Bearer");
+        }
+        reply
+    }
+}
+
+/// The value of a request header, if present once or more (the first one).
+pub fn header_value<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// The media type of the body, lower-cased and without parameters (`; charset=...`).
+pub fn media_type(request: &Request) -> Option<String> {
+    header_value(request, "Content-Type").map(|value| {
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+/// The bearer token of the `Authorization` header.
+pub fn bearer_token(request: &Request) -> Result<String, ApiError> {
+    let value = header_value(request, "Authorization").ok_or_else(ApiError::unauthorized)?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthorized)?;
+    let token = token.trim();
+    // Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(token.to_owned())
+}
+
+/// Reads the body, refusing it with 413 past `limit` bytes without reading further: a declared
+/// length over the limit is refused before a byte is read.
+pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if request.body_length().is_some_and(|length| length > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(limit));
+    let read = request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) if body.len() > limit => Err(ApiError::payload_too_large(limit)),
+        Ok(_) => Ok(body),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(ApiError::new(
+                408,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            400,
+            "invalid_body",
+            "the request body could not be read (truncated or badly chunked)",
+        )),
+    }
+}
+
+/// Reads a JSON body of type `T`: 415 for another content type, 413 past `limit`, 400
+/// `invalid_json` for anything that is not exactly a `T`.
+pub fn read_json<T: DeserializeOwned>(request: &mut Request, limit: usize) -> Result<T, ApiError> {
+    if media_type(request).as_deref() != Some("application/json") {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let body = read_body(request, limit)?;
+    // serde's derived structs also accept an array of the fields in order; the API's bodies
+    // are objects only.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_json("the body must be a JSON object"));
+    }
+    serde_json::from_slice(&body).map_err(|error| ApiError::invalid_json(error.to_string()))
+}

@@ -1,0 +1,217 @@
+//! The gatehouse client-facing tier: the public JSON API (API v1) on tiny_http, reaching
+//! tcp-server over the gatehouse protocol through pooled sockets. No business rule lives here:
+//! every decision about accounts, passwords and sessions is tcp-server's.
+//!
+//! # Layout
+//! - `lib.rs` (this file): [`Config`], [`Shutdown`] and [`run`], the worker loop.
+//! - `api`: the routes of API v1 and the operational endpoints, and how each maps to a proto
+//!   request and back.
+//! - `http`: what every handler shares: bounded body reads, JSON replies, the error body.
+//! - `backend`: the per-backend socket pools and the choice of a backend for each request.
+//! - `metrics`: counters and histograms, rendered in the Prometheus text format.
+//!
+//! # Threads
+//! tiny_http (patched, see `vendor/tiny_http/PATCHES.md`) runs one thread per open connection
+//! that parses request heads and reads small bodies; its requests queue for the fixed set of
+//! worker threads started here, which hold at most one backend socket each at a time.
+
+mod api;
+mod backend;
+mod http;
+mod metrics;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+pub use backend::BackendConfig;
+
+use crate::api::Api;
+
+/// How often an idle worker looks at the shutdown flag.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Settings of the HTTP tier.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Worker threads answering requests (each holds at most one backend socket).
+    pub workers: usize,
+    /// The tcp-server instances, and how to reach them.
+    pub backend: BackendConfig,
+    /// The largest JSON request body accepted, in bytes.
+    pub max_json_body: usize,
+    /// The largest picture upload accepted, in bytes.
+    pub max_picture_body: usize,
+    /// After a stop is requested, how long requests already received may still be answered.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 64,
+            backend: BackendConfig::default(),
+            max_json_body: 16 * 1024,
+            max_picture_body: 2 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Every route the server answers, as (method, path template) pairs: what `docs/openapi.yaml`
+/// must describe, no more and no less.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    api::Route::ALL
+        .iter()
+        .flat_map(|route| {
+            route
+                .allow()
+                .split(", ")
+                .filter(|method| !method.is_empty())
+                .map(move |method| (method, route.name()))
+        })
+        .collect()
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The address.
+    pub address: SocketAddr,
+    /// The accept backlog (capped by `net.core.somaxconn`).
+    pub backlog: i32,
+    /// A client connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The longest one write to a client may block.
+    pub write_timeout: Duration,
+}
+
+/// The listener, with what tiny_http cannot set itself: a deep backlog, so a burst of clients
+/// queues in the kernel instead of being refused, and receive and send timeouts that every
+/// accepted socket inherits (Linux copies them on accept). They close idle keep-alive
+/// connections and bound each read of a stalled client and each write to one that does not
+/// read.
+pub fn bind(listen: &Listen) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(listen.address), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(listen.idle_timeout))?;
+    socket.set_write_timeout(Some(listen.write_timeout))?;
+    socket.bind(&listen.address.into())?;
+    socket.listen(listen.backlog)?;
+    Ok(socket.into())
+}
+
+/// Asks a running server to stop: the listening socket stops accepting, requests already
+/// received are answered (within [`Config::shutdown_grace`]), and [`run`] returns.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+}
+
+impl Shutdown {
+    /// A handle no one has triggered yet.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// The flag a signal handler sets (see `signal_hook::flag::register`).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.requested)
+    }
+
+    /// Requests the stop.
+    pub fn trigger(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+    }
+
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` is triggered. Build the listener with [`bind`]:
+/// its socket options are how idle and stalled clients are bounded.
+pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<()> {
+    let address = listener.local_addr()?;
+    // Kept to stop the accept loop: tiny_http owns the listener and has no way to be told.
+    let stopper = listener.try_clone()?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|error| io::Error::other(error.to_string()))?;
+    let server = Arc::new(server);
+    let api = Arc::new(Api::new(&config)?);
+    log::info!(
+        "serving HTTP on {address} with {} workers, backends {}",
+        config.workers,
+        api.backends_description()
+    );
+
+    let mut workers = Vec::with_capacity(config.workers);
+    for index in 0..config.workers {
+        let (server, api, shutdown) = (Arc::clone(&server), Arc::clone(&api), shutdown.clone());
+        let grace = config.shutdown_grace;
+        workers.push(
+            thread::Builder::new()
+                .name(format!("http-worker-{index}"))
+                .spawn(move || work(&server, &api, &shutdown, grace))?,
+        );
+    }
+
+    while !shutdown.requested() {
+        thread::sleep(TICK);
+    }
+    log::info!("stopping: no new connections; answering the requests already received");
+    stop_accepting(&stopper, address);
+    for worker in workers {
+        if worker.join().is_err() {
+            log::error!("a worker thread panicked");
+        }
+    }
+    // A request that raced in after the workers stopped would be dropped with the server, which
+    // tiny_http answers with a bare 500: tell it to retry instead.
+    while let Ok(Some(request)) = server.try_recv() {
+        let reply = http::ApiError::new(503, "shutting_down", "the server is stopping; retry")
+            .retry_after(1)
+            .reply();
+        let _ = request.respond(reply.into_response());
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Shuts the listening socket down, which makes the (patched) accept loop end, and wakes it in
+/// case it is blocked in `accept`.
+fn stop_accepting(listener: &TcpListener, address: SocketAddr) {
+    let socket = socket2::SockRef::from(listener);
+    if let Err(error) = socket.shutdown(std::net::Shutdown::Both) {
+        log::warn!("could not shut the listening socket down: {error}");
+    }
+    let _ = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100));
+}
+
+fn work(server: &tiny_http::Server, api: &Api, shutdown: &Shutdown, grace: Duration) {
+    let mut stop_by: Option<Instant> = None;
+    loop {
+        if stop_by.is_none() && shutdown.requested() {
+            stop_by = Some(Instant::now() + grace);
+        }
+        if stop_by.is_some_and(|deadline| Instant::now() >= deadline) {
+            return;
+        }
+        match server.recv_timeout(TICK) {
+            Ok(Some(request)) => api.handle(request),
+            // Once stopping, a queue that stays empty for a tick is drained.
+            Ok(None) if stop_by.is_some() => return,
+            Ok(None) => {}
+            Err(error) => {
+                log::error!("receiving a request failed: {error}");
+                thread::sleep(TICK);
+            }
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! The real stack in this process: tcp-server over the real test database, http-server in front
+//! of it, and an HTTP client that treats every status as an answer.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use http_server::{BackendConfig, Config, Listen, Shutdown};
+use serde_json::Value;
+use tcp_server::db::{self, Db, DbConfig};
+use tcp_server::ops::Context;
+use tcp_server::password::{Hasher, PasswordParams};
+use tcp_server::picture::{PictureConfig, Pictures};
+use tcp_server::secrets::Secrets;
+use tcp_server::server::{self, ServerConfig};
+use tcp_server::stats::Stats;
+use tcp_server::token::TokenKey;
+
+/// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
+pub fn database_url() -> String {
+    static MIGRATED: OnceLock<String> = OnceLock::new();
+    MIGRATED
+        .get_or_init(|| {
+            let url = std::env::var("DATABASE_URL").expect(
+                "DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test, \
+                 which starts a private cluster",
+            );
+            db::migrate(&url).expect("migrating the test database (is PostgreSQL running?)");
+            url
+        })
+        .clone()
+}
+
+/// A username no other test run has used.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
+}
+
+fn context() -> Context {
+    let secrets = Secrets::from_pepper(b"a test pepper of enough length".to_vec()).unwrap();
+    Context {
+        db: Db::new(
+            &database_url(),
+            &DbConfig {
+                pool_size: 4,
+                checkout_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(2),
+                statement_timeout: Duration::from_secs(2),
+            },
+        )
+        .unwrap(),
+        hasher: Hasher::new(
+            PasswordParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            secrets.pepper,
+            2,
+        )
+        .unwrap(),
+        tokens: TokenKey::new(secrets.token_key),
+        pictures: Pictures::new(PictureConfig::default(), 2),
+        session_ttl: Duration::from_secs(3600),
+        stats: Stats::default(),
+    }
+}
+
+/// A tcp-server in this process; stopped on drop.
+pub struct Backend {
+    pub addr: SocketAddr,
+    shutdown: tcp_server::server::Shutdown,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        Backend::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), 16)
+    }
+
+    /// A backend on `addr`, which must be free (for a backend that comes up late).
+    pub fn start_at(addr: SocketAddr) -> Backend {
+        Backend::start_on(TcpListener::bind(addr).unwrap(), 16)
+    }
+
+    /// A backend that serves at most `workers` connections at once.
+    pub fn start_on(listener: TcpListener, workers: usize) -> Backend {
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tcp_server::server::Shutdown::new(&listener).unwrap();
+        let stop = shutdown.clone();
+        let config = ServerConfig {
+            workers,
+            idle_timeout: Duration::from_secs(30),
+            io_timeout: Duration::from_secs(2),
+            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        };
+        let ctx = Arc::new(context());
+        let thread = thread::spawn(move || server::run(listener, config, ctx, stop));
+        Backend {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the backend and waits until it no longer accepts connections.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.shutdown.trigger();
+            join_within(thread, Duration::from_secs(10), "the backend");
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.stop_and_join();
+        }
+    }
+}
+
+/// Waits for a server thread to return `Ok`, failing the test if it takes over `limit`.
+fn join_within(thread: JoinHandle<std::io::Result<()>>, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not stop in {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread.join().unwrap().unwrap();
+}
+
+/// A free loopback address (bound, then released).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Front-end settings for tests: short waits, so failure paths answer quickly.
+pub fn config(backends: &[SocketAddr]) -> Config {
+    Config {
+        workers: 8,
+        backend: BackendConfig {
+            addresses: backends.to_vec(),
+            pool_size: 8,
+            pool_wait: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(3),
+            ..BackendConfig::default()
+        },
+        shutdown_grace: Duration::from_secs(5),
+        ..Config::default()
+    }
+}
+
+/// An http-server in this process; stopped on drop.
+pub struct Front {
+    pub addr: SocketAddr,
+    pub base: String,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Front {
+    pub fn start(backends: &[SocketAddr]) -> Front {
+        Front::start_with(config(backends), Duration::from_secs(5))
+    }
+
+    pub fn start_with(config: Config, idle_timeout: Duration) -> Front {
+        let listener = http_server::bind(&Listen {
+            address: "127.0.0.1:0".parse().unwrap(),
+            backlog: 4096,
+            idle_timeout,
+            write_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        let thread = thread::spawn(move || http_server::run(listener, config, stop));
+        Front {
+            addr,
+            base: format!("http://{addr}"),
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the front end and waits for `run` to return.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.shutdown.trigger();
+            join_within(thread, Duration::from_secs(15), "http-server");
+        }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.stop_and_join();
+        }
+    }
+}
+
+/// Both tiers over the test database.
+pub struct Stack {
+    pub front: Front,
+    pub backend: Backend,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        let backend = Backend::start();
+        let front = Front::start(&[backend.addr]);
+        Stack { front, backend }
+    }
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "status {}: body is not JSON ({error}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the status and the error body `{"error": {"code", "message"}}`.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("Content-Type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    }
+}
+
+/// Sends a request with `ureq`; every status is an answer, not an error.
+pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .unwrap();
+    let mut response = agent.run(request).expect("the request got an HTTP answer");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(16 * 1024 * 1024)
+        .read_to_vec()
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str) -> Answer {
+    send("GET", url, &[], None)
+}
+
+/// A JSON request.
+pub fn send_json(method: &str, url: &str, token: Option<&str>, body: &Value) -> Answer {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    send(method, url, &headers, Some(&bytes))
+}
+
+/// A request with a bearer token and no body.
+pub fn send_auth(method: &str, url: &str, token: &str) -> Answer {
+    let auth = format!("Bearer {token}");
+    send(method, url, &[("Authorization", &auth)], None)
+}
+
+/// Registers a fresh account and logs in; returns (username, password, token).
+pub fn new_session(front: &Front) -> (String, String, String) {
+    let username = unique_name("u");
+    let password = "a long enough password".to_owned();
+    let created = send_json(
+        "POST",
+        &front.url("/api/v1/users"),
+        None,
+        &serde_json::json!({"username": username, "password": password}),
+    );
+    assert_eq!(
+        created.status,
+        201,
+        "{:?}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let login = send_json(
+        "POST",
+        &front.url("/api/v1/sessions"),
+        None,
+        &serde_json::json!({"username": username, "password": password}),
+    );
+    assert_eq!(login.status, 200);
+    let token = login.json()["token"].as_str().unwrap().to_owned();
+    (username, password, token)
+}
+
+/// Raw bytes in, raw bytes out (until the server closes or `wait` passes): for requests no
+/// client library would send.
+pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// A small valid PNG: 8x8, red.
+pub fn png() -> Vec<u8> {
+    include_bytes!("data/red8x8.png").to_vec()
+}
+
+/// Serialises the tests that hold thousands of sockets: each needs a good share of the
+/// process's open-files limit (tiny_http holds two descriptors per connection), and two at once
+/// would exceed it.
+pub fn many_sockets() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Parses one HTTP/1.1 response at the start of `bytes`: the head, then a body of its
+/// `Content-Length` (none for 1xx, 204 and 304). `None` until all of it is there.
+pub fn parse_answer(bytes: &[u8]) -> Option<(Answer, usize)> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&bytes[..head_end]).expect("the response head is ASCII");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("a header line has a colon");
+            (name.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect();
+    let length = if matches!(status, 100..=199 | 204 | 304) {
+        0
+    } else {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            .map_or(0, |(_, v)| {
+                v.parse::<usize>().expect("a numeric Content-Length")
+            })
+    };
+    let end = head_end + length;
+    if bytes.len() < end {
+        return None;
+    }
+    let answer = Answer {
+        status,
+        headers,
+        body: bytes[head_end..end].to_vec(),
+    };
+    Some((answer, end))
+}
+
+/// Writes `bytes` on `stream` and reads one response, waiting up to `wait` for it. `None` if
+/// the server closed the connection, or `wait` passed, before a whole response arrived.
+pub fn exchange(stream: &mut TcpStream, bytes: &[u8], wait: Duration) -> Option<Answer> {
+    let deadline = Instant::now() + wait;
+    stream.write_all(bytes).ok()?;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some((answer, _)) = parse_answer(&received) {
+            return Some(answer);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Raw bytes in, one parsed response out: for requests no client library would send. Panics
+/// if no whole response arrives within `wait`.
+pub fn raw_answer(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Answer {
+    let received = raw(addr, bytes, wait);
+    match parse_answer(&received) {
+        Some((answer, _)) => answer,
+        None => panic!(
+            "no whole HTTP response; got {:?}",
+            String::from_utf8_lossy(&received)
+        ),
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a Prometheus exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(value.parse().expect("a metric value is a number"))
+    })
+}
+
+/// Registers `username` with `password` and asserts 201.
+pub fn register(front: &Front, username: &str, password: &str) -> Value {
+    let created = send_json(
+        "POST",
+        &front.url("/api/v1/users"),
+        None,
+        &serde_json::json!({"username": username, "password": password}),
+    );
+    assert_eq!(
+        created.status,
+        201,
+        "{:?}",
+        String::from_utf8_lossy(&created.body)
+    );
+    created.json()
+}
+
+/// Logs in; returns the whole answer.
+pub fn login(front: &Front, username: &str, password: &str) -> Answer {
+    send_json(
+        "POST",
+        &front.url("/api/v1/sessions"),
+        None,
+        &serde_json::json!({"username": username, "password": password}),
+    )
+}
+
+/// A "backend" that accepts connections and reads whatever arrives but never answers: the
+/// shape of a hung tcp-server. Counts the bytes it received; closes everything on drop.
+pub struct SilentBackend {
+    pub addr: SocketAddr,
+    received: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentBackend {
+    pub fn start() -> SilentBackend {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopping) = (Arc::clone(&received), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
+            let mut readers = Vec::new();
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let (count, stopping) = (Arc::clone(&count), Arc::clone(&stopping));
+                readers.push(thread::spawn(move || {
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    let mut buf = [0u8; 4096];
+                    while !stopping.load(Ordering::SeqCst) {
+                        match stream.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                count.fetch_add(n, Ordering::SeqCst);
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }));
+            }
+            for reader in readers {
+                let _ = reader.join();
+            }
+        });
+        SilentBackend {
+            addr,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Bytes received so far, over all connections.
+    pub fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `f` and says how long it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let out = f();
+    (out, started.elapsed())
+}
+
+/// Waits until `condition` holds, up to `wait`; returns whether it did.
+pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

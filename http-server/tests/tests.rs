@@ -1,0 +1,9 @@
+//! http-server's integration tests: the real http-server and tcp-server over the real test
+//! database, driven over HTTP.
+
+mod support;
+
+mod api;
+mod backends;
+mod openapi;
+mod robustness;
