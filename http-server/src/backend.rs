@@ -37,7 +37,7 @@ impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             addresses: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
-            pool_size: 64,
+            pool_size: 16,
             pool_wait: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(5),

@@ -54,7 +54,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            workers: 64,
+            workers: 16,
             backend: BackendConfig::default(),
             max_json_body: 16 * 1024,
             max_picture_body: 2 * 1024 * 1024,

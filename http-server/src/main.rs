@@ -26,10 +26,10 @@ struct Cli {
     #[arg(long = "backend", default_value = "127.0.0.1:7070")]
     backends: Vec<SocketAddr>,
     /// Worker threads answering requests (tiny_http adds one light thread per connection).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     workers: u32,
     /// Sockets per backend at most.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pool_size: u32,
     /// The longest wait for a free backend socket; past it the client gets 503 backend_busy.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]

@@ -57,7 +57,7 @@ pub fn seed(
     progress: bool,
 ) -> anyhow::Result<SeedReport> {
     let mut client = Client::connect(url, NoTls).context("connecting to the database")?;
-    let existing = resume_point(&mut client)?;
+    let existing = resume_point(&mut client, users)?;
     if existing >= users {
         // A run killed after its last COPY but before its last statements left them undone.
         finish(&mut client)?;
@@ -89,7 +89,16 @@ pub fn seed(
 }
 
 /// The largest seeded id present; refuses a table that holds users of another origin.
-fn resume_point(client: &mut Client) -> anyhow::Result<u64> {
+fn resume_point(client: &mut Client, users: u64) -> anyhow::Result<u64> {
+    // Seeding goes in id order, so user N at id N means users 1..=N are all there, whatever
+    // was registered after them.
+    let wanted = i64::try_from(users).context("too many users")?;
+    let seeded_to_n = client
+        .query_opt("SELECT username FROM users WHERE id = $1", &[&wanted])?
+        .is_some_and(|row| row.get::<_, String>(0) == username(users));
+    if seeded_to_n {
+        return Ok(users);
+    }
     let Some(row) = client.query_opt(
         "SELECT id, username FROM users ORDER BY id DESC LIMIT 1",
         &[],

@@ -95,7 +95,14 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
     };
     assert!(profile.id > 7_500);
 
-    // Now the table holds a user of another origin: seeding refuses to guess.
+    // Users registered after seeding do not undo it: asking for no more than is seeded is
+    // still a no-op (the main-job script seeds before every run).
+    let after = seed::seed(&url, 7_500, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((after.existing, after.added), (7_500, 0));
+    let fewer = seed::seed(&url, 100, &ctx.hasher, 2, false).unwrap();
+    assert_eq!(fewer.added, 0);
+
+    // Seeding more than is there would interleave with the registered user: refused.
     let error = seed::seed(&url, 10_000, &ctx.hasher, 2, false).unwrap_err();
     assert!(error.to_string().contains("not seeded"), "{error}");
 }

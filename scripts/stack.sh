@@ -1,0 +1,64 @@
+# Shared by scripts/run and scripts/bench (sourced, not run): build the release binaries, bring
+# up PostgreSQL, seed, start both servers and stop them on exit. Expects `say` and `die`.
+
+profile=release
+bin=target/release
+tcp_port=${GATEHOUSE_TCP_PORT:-7070}
+http_port=${GATEHOUSE_HTTP_PORT:-8080}
+url=http://127.0.0.1:$http_port
+pids=()
+
+# Builds the binaries; `stack_build debug` builds (or reuses) the debug ones instead.
+stack_build() {
+    profile=${1:-release}
+    say "building ($profile)"
+    if [ "$profile" = debug ]; then
+        bin=target/debug
+        cargo build --locked -p tcp-server -p http-server -p loadtest >&2
+    else
+        bin=target/release
+        cargo build --release --locked -p tcp-server -p http-server -p loadtest >&2
+    fi
+}
+
+# PostgreSQL up, DATABASE_URL exported, and the users 1..$1 seeded (skipped when already there).
+stack_database() {
+    DATABASE_URL=$(scripts/postgres start)
+    export DATABASE_URL
+    say "seeding $1 users (skipped when already there; 10 million take about 3 minutes)"
+    "$bin/tcp-server" seed --users "$1" --dev >&2
+}
+
+# Starts tcp-server and http-server (logs in $1) and waits until http-server is ready.
+stack_start() {
+    local logs=$1
+    mkdir -p "$logs"
+    for port in "$tcp_port" "$http_port"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "port $port is in use (set GATEHOUSE_TCP_PORT / GATEHOUSE_HTTP_PORT)"
+        fi
+    done
+    "$bin/tcp-server" serve --migrate --dev --listen "127.0.0.1:$tcp_port" 2>"$logs/tcp-server.log" &
+    tcp_pid=$!
+    pids+=("$tcp_pid")
+    "$bin/http-server" --listen "127.0.0.1:$http_port" --backend "127.0.0.1:$tcp_port" \
+        2>"$logs/http-server.log" &
+    http_pid=$!
+    pids+=("$http_pid")
+    for _ in $(seq 1 150); do
+        curl -sf "$url/readyz" >/dev/null 2>&1 && break
+        kill -0 "$tcp_pid" 2>/dev/null || die "tcp-server exited: $(tail -3 "$logs/tcp-server.log")"
+        kill -0 "$http_pid" 2>/dev/null || die "http-server exited: $(tail -3 "$logs/http-server.log")"
+        sleep 0.2
+    done
+    curl -sf "$url/readyz" >/dev/null || die "the servers did not become ready (logs in $logs)"
+    say "serving: $url (tcp-server pid $tcp_pid, http-server pid $http_pid; logs in $logs)"
+}
+
+# Stops what stack_start started (by pid), gracefully, and waits for it.
+stack_stop() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+}
