@@ -46,13 +46,22 @@ stack_start() {
     http_pid=$!
     pids+=("$http_pid")
     for _ in $(seq 1 150); do
-        curl -sf "$url/readyz" >/dev/null 2>&1 && break
+        stack_ready && break
         kill -0 "$tcp_pid" 2>/dev/null || die "tcp-server exited: $(tail -3 "$logs/tcp-server.log")"
         kill -0 "$http_pid" 2>/dev/null || die "http-server exited: $(tail -3 "$logs/http-server.log")"
         sleep 0.2
     done
-    curl -sf "$url/readyz" >/dev/null || die "the servers did not become ready (logs in $logs)"
+    stack_ready || die "the servers did not become ready (logs in $logs)"
     say "serving: $url (tcp-server pid $tcp_pid, http-server pid $http_pid; logs in $logs)"
+}
+
+# Whether http-server answers 200 on /readyz (bash's /dev/tcp: no HTTP client needed).
+stack_ready() {
+    timeout 2 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3
+        head -c 12 <&3 | grep -q " 200"
+    ' _ "$http_port" 2>/dev/null
 }
 
 # Stops what stack_start started (by pid), gracefully, and waits for it.
