@@ -7,6 +7,7 @@ tcp_port=${GATEHOUSE_TCP_PORT:-7070}
 http_port=${GATEHOUSE_HTTP_PORT:-8080}
 url=http://127.0.0.1:$http_port
 pids=()
+pg_started=false
 
 # Builds the binaries; `stack_build debug` builds (or reuses) the debug ones instead.
 stack_build() {
@@ -23,6 +24,9 @@ stack_build() {
 
 # PostgreSQL up, DATABASE_URL exported, and the users 1..$1 seeded (skipped when already there).
 stack_database() {
+    if [ -z "${DATABASE_URL:-}" ] && ! scripts/postgres status >/dev/null 2>&1; then
+        pg_started=true
+    fi
     DATABASE_URL=$(scripts/postgres start)
     export DATABASE_URL
     say "seeding $1 users (skipped when already there; 10 million take about 3 minutes)"
@@ -64,10 +68,24 @@ stack_ready() {
     ' _ "$http_port" 2>/dev/null
 }
 
-# Stops what stack_start started (by pid), gracefully, and waits for it.
+# Stops what was started here: the servers (by pid, gracefully, waiting for them), and the
+# PostgreSQL cluster if it was not running before.
 stack_stop() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    local pid waited
+    for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
+    # The servers finish what they received (http-server's grace is 10 s); past 20 s, kill.
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        waited=0
+        while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 200 ]; do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     pids=()
+    if $pg_started; then
+        scripts/postgres stop || true
+        pg_started=false
+    fi
 }

@@ -214,15 +214,15 @@ impl Api {
             ApiError::new(500, "internal_error", "internal error").reply()
         });
         let status = reply.status;
-        // tiny_http drops a request by reading what is left of its body, on this thread and
-        // for as long as the client takes. A refused body that was not pre-read (over 16 KiB,
-        // or held back by `Expect: 100-continue`) may be unread, so its answer goes to a drain
-        // thread and this worker moves on; if they are all busy, it is answered here.
-        let may_hold_body = status >= 400
-            && (request
-                .body_length()
-                .is_some_and(|length| length > PRE_READ_BODY)
-                || http::header_value(&request, "Expect").is_some());
+        // tiny_http drops a request by reading what is left of its body (up to 1 MiB, for up
+        // to about a second), on the thread that drops it. A body that was not pre-read (over
+        // 16 KiB, or held back by `Expect: 100-continue`) may be unread, whatever the status
+        // (a GET can declare one), so its answer goes to a drain thread and this worker moves
+        // on; if they are all busy, it is answered here.
+        let may_hold_body = request
+            .body_length()
+            .is_some_and(|length| length > PRE_READ_BODY)
+            || http::header_value(&request, "Expect").is_some();
         if may_hold_body {
             if let Err(
                 TrySendError::Full((request, reply)) | TrySendError::Disconnected((request, reply)),

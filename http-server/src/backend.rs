@@ -333,11 +333,16 @@ impl Backends {
         }
     }
 
-    /// Pings each backend until one answers.
+    /// Pings each backend until one answers. A backend whose sockets are all busy is ready:
+    /// it is serving.
     pub fn any_ready(&self) -> bool {
         self.backends.iter().any(|backend| {
-            let Ok(mut conn) = backend.pool.get_timeout(self.config.connect_timeout) else {
-                return false;
+            let mut conn = match backend.pool.get_timeout(self.config.connect_timeout) {
+                Ok(conn) => conn,
+                Err(pool::Error::Timeout {
+                    last_error: None, ..
+                }) => return true,
+                Err(_) => return false,
             };
             matches!(
                 conn.exchange(

@@ -780,3 +780,98 @@ fn every_connection_of_a_burst_is_read_while_the_others_stay_open() {
         drop(streams);
     }
 }
+
+#[test]
+fn an_http2_request_line_gets_505_and_the_connection_closes() {
+    let stack = Stack::start();
+    // The h2c preface: tiny_http used to deadlock this connection's thread.
+    let (bytes, took) = timed(|| {
+        raw(
+            stack.front.addr,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            Duration::from_secs(5),
+        )
+    });
+    let (answer, _) = parse_answer(&bytes).expect("an answer to an HTTP/2 request line");
+    answer.assert_error(505, "http_version_not_supported");
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    assert_eq!(get(&stack.front.url("/healthz")).status, 200);
+}
+
+#[test]
+fn a_get_that_declares_an_unsent_body_holds_no_worker() {
+    let backend = Backend::start();
+    let mut config = config(&[backend.addr]);
+    config.workers = 1;
+    let front = Front::start_with(config, Duration::from_secs(10));
+    // A 200 route, with a body declared and never sent: its drain must not run on the worker.
+    let mut hostile = TcpStream::connect(front.addr).unwrap();
+    let answer = exchange(
+        &mut hostile,
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n",
+        WAIT,
+    )
+    .expect("an answer");
+    assert_eq!(answer.status, 200);
+    let (health, took) = timed(|| get(&front.url("/healthz")));
+    assert_eq!(health.status, 200);
+    assert!(took < Duration::from_secs(3), "/healthz waited {took:?}");
+    drop(hostile);
+}
+
+#[test]
+fn connection_upgrade_does_not_make_the_body_unbounded() {
+    let stack = Stack::start();
+    let body = format!(
+        r#"{{"username":"{}","password":"correct horse battery"}}"#,
+        unique_name("up")
+    );
+    let request = format!(
+        "POST /api/v1/users HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (answer, took) = timed(|| raw_answer(stack.front.addr, request.as_bytes(), WAIT));
+    assert_eq!(
+        answer.status,
+        201,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_without_parking_workers() {
+    let backend = Backend::start();
+    let mut config = config(&[backend.addr]);
+    config.workers = 2;
+    let front = Front::start_with(config, Duration::from_secs(10));
+    // Twenty requests in one write on one connection, while the client reads nothing yet.
+    let mut pipelined = TcpStream::connect(front.addr).unwrap();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n".repeat(20);
+    pipelined.write_all(&request).unwrap();
+    // Other clients are served meanwhile.
+    let (health, took) = timed(|| get(&front.url("/readyz")));
+    assert_eq!(health.status, 200);
+    assert!(took < Duration::from_secs(3), "/readyz waited {took:?}");
+    // And the pipelined client gets its twenty answers, in order.
+    pipelined
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    let mut answers = 0;
+    let mut buf = [0u8; 4096];
+    while answers < 20 {
+        let n = pipelined
+            .read(&mut buf)
+            .expect("the pipelined answers arrive");
+        assert!(n > 0, "closed after {answers} answers");
+        bytes.extend_from_slice(&buf[..n]);
+        while let Some((answer, used)) = parse_answer(&bytes) {
+            assert_eq!(answer.status, 200);
+            bytes.drain(..used);
+            answers += 1;
+        }
+    }
+}

@@ -57,9 +57,10 @@ impl Connection {
         }
     }
 
-    /// Opens the socket now if it is not open.
-    pub fn connect(&mut self) -> Result<(), Failure> {
-        if self.stream.is_none() {
+    /// Opens the socket now if it is not open; true when it was just opened.
+    pub fn connect(&mut self) -> Result<bool, Failure> {
+        let opened = self.stream.is_none();
+        if opened {
             let stream = TcpStream::connect_timeout(&self.address, self.timeout)
                 .map_err(|_| Failure::Connect)?;
             stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
@@ -71,14 +72,22 @@ impl Connection {
                 .map_err(|_| Failure::Connect)?;
             self.stream = Some(stream);
         }
-        Ok(())
+        Ok(opened)
     }
 
     /// Sends one whole request and reads its response. After a failure the connection is
     /// closed; the next request opens a new one.
     pub fn send(&mut self, request: &[u8]) -> Result<Answer<'_>, Failure> {
-        self.connect()?;
-        match self.exchange(request) {
+        let opened = self.connect()?;
+        let mut result = self.exchange(request);
+        // A kept-alive socket the server closed while idle fails before any byte of an answer:
+        // that is not the server failing this request, so it goes once more on a new socket.
+        if !opened && result == Err(Failure::Io) && self.buf.is_empty() {
+            self.stream = None;
+            self.connect()?;
+            result = self.exchange(request);
+        }
+        match result {
             Ok((status, start, end)) => Ok(Answer {
                 status,
                 body: &self.buf[start..end],

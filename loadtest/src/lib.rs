@@ -90,6 +90,11 @@ pub fn run(config: &Config) -> std::io::Result<Report> {
                 .spawn(move || {
                     let mut worker = Worker::new(&config, index, run_id);
                     let _ = worker.connection.connect();
+                    // Sessions are opened before the clock starts, so the steps that use one
+                    // are measured alone (a 401 later opens a new one, inside its step).
+                    if worker.mix.needs_session() {
+                        let _ = worker.log_in();
+                    }
                     ready.wait();
                     let Some(start) = *start.lock() else { return };
                     worker.run(start, &samples);
@@ -208,6 +213,8 @@ struct Worker {
     users: u64,
     plan: Option<Plan>,
     end: Duration,
+    /// The longest wait for one answer.
+    timeout: Duration,
     session: Option<String>,
     request: Vec<u8>,
     /// For fresh usernames: unique per run, connection and request.
@@ -227,6 +234,7 @@ impl Worker {
                 .rate
                 .map(|rate| Plan::new(index, config.connections, rate)),
             end: config.warmup + config.duration,
+            timeout: config.timeout,
             session: None,
             request: Vec::with_capacity(512),
             name_prefix: format!("lt{run_id:08x}c{index}n"),
@@ -243,6 +251,26 @@ impl Worker {
                 None => start.elapsed(),
             };
             if intended >= self.end {
+                return;
+            }
+            if let Some(plan) = &self.plan
+                && start.elapsed() > self.end + self.timeout
+            {
+                // A stalled server has left this connection far behind its schedule: the sends
+                // it can no longer make are failures, not omissions, and the run ends on time.
+                let mut due = k;
+                while plan.intended(due) < self.end {
+                    let sample = Sample {
+                        at: plan.intended(due),
+                        latency: start.elapsed().saturating_sub(plan.intended(due)),
+                        outcome: Outcome::Failed(Failure::Timeout),
+                        late: true,
+                    };
+                    if samples.send(sample).is_err() {
+                        return;
+                    }
+                    due += 1;
+                }
                 return;
             }
             k += 1;

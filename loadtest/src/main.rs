@@ -80,6 +80,9 @@ fn execute(cli: Cli) -> anyhow::Result<bool> {
     let config = config(&cli)?;
     let report = loadtest::run(&config).context("running the load")?;
     print!("{}", report.table());
+    if report.requests == 0 {
+        bail!("no request was sent in the measured window");
+    }
     if let Some(path) = &cli.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
@@ -125,8 +128,12 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
     {
         bail!("--rate must be above 0");
     }
-    if cli.duration.is_zero() {
-        bail!("--duration must be above 0");
+    // The report counts whole seconds.
+    if cli.duration.is_zero() || cli.duration.subsec_nanos() != 0 {
+        bail!("--duration must be a whole number of seconds, at least 1");
+    }
+    if cli.warmup.subsec_nanos() != 0 {
+        bail!("--warmup must be a whole number of seconds");
     }
     if cli.users == 0 {
         bail!("--users must be at least 1");

@@ -46,6 +46,7 @@ const MAX_HEADERS: usize = 100;
 enum ReadError {
     WrongRequestLine,
     HeadTooLarge,
+    VersionNotSupported,
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
@@ -131,6 +132,11 @@ impl ClientConnection {
                     line.as_str().trim(), // TODO: remove this conversion
                 )?
             };
+            // gatehouse patch: this was checked after the request was built, and the 505 then
+            // waited for the writer the live request held: a deadlock that leaked the thread.
+            if version > (1, 1) {
+                return Err(ReadError::VersionNotSupported);
+            }
 
             // getting all headers
             let headers = {
@@ -218,6 +224,19 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
+                Err(ReadError::VersionNotSupported) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = error_response(
+                        505,
+                        "http_version_not_supported",
+                        "only HTTP/1.0 and HTTP/1.1 are supported",
+                    );
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the head is unread
+                }
+
                 Err(ReadError::HeadTooLarge) => {
                     let writer = self.sink.next().unwrap();
                     let response = error_response(431, "request_header_fields_too_large", "a request head line is over 8 KiB, or there are over 100 headers");
@@ -256,20 +275,6 @@ impl Iterator for ClientConnection {
 
                 Ok(rq) => rq,
             };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = error_response(
-                    505,
-                    "http_version_not_supported",
-                    "only HTTP/1.0 and HTTP/1.1 are supported",
-                );
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
 
             // updating the status of the connection
             let connection_header = rq

@@ -335,16 +335,16 @@ impl Server {
                 let mut client = Some(client);
                 tasks_pool.spawn(Box::new(move || {
                     if let Some(client) = client.take() {
-                        // Synchronization is needed for HTTPS requests to avoid a deadlock
-                        if client.secure() {
-                            let (sender, receiver) = mpsc::channel();
-                            for rq in client {
-                                messages.push(rq.with_notify_sender(sender.clone()).into());
-                                receiver.recv().unwrap();
-                            }
-                        } else {
-                            for rq in client {
-                                messages.push(rq.into());
+                        // gatehouse patch: plain connections queued every pipelined request at
+                        // once, and each worker's answer then waited for the earlier ones on
+                        // that connection, so one client pipelining behind a slow request could
+                        // park every worker. Now every connection has one request in flight,
+                        // as HTTPS connections already had.
+                        let (sender, receiver) = mpsc::channel();
+                        for rq in client {
+                            messages.push(rq.with_notify_sender(sender.clone()).into());
+                            if receiver.recv().is_err() {
+                                break;
                             }
                         }
                     }

@@ -69,11 +69,13 @@ where
         // drained without end. Now it drains through a small buffer and at most
         // `MAX_DRAIN` bytes; past that the connection is left to fail on its next request
         // line and be closed. See tiny-http/tiny-http#290.
+        // Also within about a second: a client trickling the rest would hold the thread.
         const MAX_DRAIN: usize = 1024 * 1024;
+        let budget = std::time::Instant::now() + std::time::Duration::from_secs(1);
         let mut remaining_to_read = self.size.min(MAX_DRAIN);
         let mut buf = [0u8; 4096];
 
-        while remaining_to_read > 0 {
+        while remaining_to_read > 0 && std::time::Instant::now() < budget {
             let want = remaining_to_read.min(buf.len());
             match self.reader.read(&mut buf[..want]) {
                 Err(e) => {

@@ -84,7 +84,10 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // gatehouse patch: was `thread::spawn`, which panics when no thread can be created
+        // (process or memory limits) and so ended the accept thread for good. The task (a
+        // connection) is dropped instead, which closes it.
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -128,6 +131,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(error) = spawned {
+            log::error!("cannot start a connection thread: {}", error);
+        }
     }
 }
 
