@@ -185,7 +185,7 @@ fn report(config: &Config, recording: &Recording) -> Report {
         } else {
             totals.errors as f64 / requests as f64
         },
-        throughput: requests as f64 / measured,
+        throughput: totals.completed as f64 / measured,
         ok_throughput: ok as f64 / measured,
         latency_ms: Latency::of(&totals.histogram),
         late_sends: totals.late,

@@ -45,6 +45,8 @@ pub struct Sample {
 /// One second of the run.
 pub struct Second {
     pub histogram: Histogram<u64>,
+    /// Requests whose answer (or failure) came in this second, whenever they were due.
+    pub completed: u64,
     pub errors: u64,
     pub late: u64,
     pub outcomes: BTreeMap<Outcome, u64>,
@@ -54,6 +56,7 @@ impl Second {
     fn new() -> Second {
         Second {
             histogram: new_histogram(),
+            completed: 0,
             errors: 0,
             late: 0,
             outcomes: BTreeMap::new(),
@@ -78,9 +81,11 @@ pub struct Recording {
 impl Recording {
     pub fn record(&mut self, sample: &Sample) {
         let index = sample.at.as_secs() as usize;
-        while self.seconds.len() <= index {
+        let done = (sample.at + sample.latency).as_secs() as usize;
+        while self.seconds.len() <= index.max(done) {
             self.seconds.push(Second::new());
         }
+        self.seconds[done].completed += 1;
         let second = &mut self.seconds[index];
         let micros = (sample.latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
         second.histogram.saturating_record(micros);
@@ -97,6 +102,7 @@ impl Recording {
     pub fn merge(&self, from: usize, to: usize) -> Totals {
         let mut totals = Totals {
             histogram: new_histogram(),
+            completed: 0,
             errors: 0,
             late: 0,
             outcomes: BTreeMap::new(),
@@ -106,6 +112,7 @@ impl Recording {
                 .histogram
                 .add(&second.histogram)
                 .expect("histograms with the same bounds merge");
+            totals.completed += second.completed;
             totals.errors += second.errors;
             totals.late += second.late;
             for (outcome, count) in &second.outcomes {
@@ -119,6 +126,8 @@ impl Recording {
 /// Merged results of a window.
 pub struct Totals {
     pub histogram: Histogram<u64>,
+    /// Answers (and failures) that came in the window.
+    pub completed: u64,
     pub errors: u64,
     pub late: u64,
     pub outcomes: BTreeMap<Outcome, u64>,
@@ -139,15 +148,17 @@ pub struct Report {
     pub warmup_seconds: f64,
     /// The measured window.
     pub measured_seconds: f64,
-    /// Requests sent in the measured window (answered or failed).
+    /// Requests due in the measured window (answered or failed): in open loop, what was
+    /// offered.
     pub requests: u64,
     /// Requests that failed or got a 4xx or 5xx.
     pub errors: u64,
     /// `errors / requests`.
     pub error_rate: f64,
-    /// Answered requests (any status) per second over the measured window.
+    /// Answers (any status, and failures) that came in the measured window, per second: what
+    /// the server delivered, which in open loop can fall short of the rate offered.
     pub throughput: f64,
-    /// Successful (2xx/3xx) requests per second.
+    /// Successful (2xx/3xx) requests due in the window, per second.
     pub ok_throughput: f64,
     /// Latency percentiles over the measured window.
     pub latency_ms: Latency,
@@ -345,6 +356,22 @@ mod tests {
                 "q={q}"
             );
         }
+    }
+
+    #[test]
+    fn throughput_counts_answers_when_they_come_not_when_they_were_due() {
+        let mut recording = Recording::default();
+        // Due in second 1, answered 1.5 s later: offered in second 1, delivered in second 2.
+        recording.record(&Sample {
+            at: Duration::from_millis(1_200),
+            latency: Duration::from_millis(1_500),
+            outcome: Outcome::Status(200),
+            late: false,
+        });
+        let first = recording.merge(1, 2);
+        assert_eq!((first.histogram.len(), first.completed), (1, 0));
+        let second = recording.merge(2, 3);
+        assert_eq!((second.histogram.len(), second.completed), (0, 1));
     }
 
     #[test]

@@ -338,14 +338,18 @@ impl Server {
                         // gatehouse patch: plain connections queued every pipelined request at
                         // once, and each worker's answer then waited for the earlier ones on
                         // that connection, so one client pipelining behind a slow request could
-                        // park every worker. Now every connection has one request in flight,
-                        // as HTTPS connections already had.
+                        // park every worker. Now every connection has one request in flight.
+                        // The wait for the previous answer comes after the next request head
+                        // is read, so a client that waits for its answers (all but a
+                        // pipelining one) finds it done and costs no extra wake-up.
                         let (sender, receiver) = mpsc::channel();
+                        let mut in_flight = false;
                         for rq in client {
-                            messages.push(rq.with_notify_sender(sender.clone()).into());
-                            if receiver.recv().is_err() {
+                            if in_flight && receiver.recv().is_err() {
                                 break;
                             }
+                            messages.push(rq.with_notify_sender(sender.clone()).into());
+                            in_flight = true;
                         }
                     }
                 }));
