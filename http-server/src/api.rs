@@ -280,6 +280,10 @@ impl Api {
         let request = Request::Login {
             username: body.username,
             password: Secret::new(body.password),
+            // tcp-server throttles failed logins per username and client address.
+            client: request
+                .remote_addr()
+                .map(|peer| peer.ip().to_canonical().to_string()),
         };
         match self.call(&request, true)? {
             Response::LoggedIn(session) => Ok(Reply::json(

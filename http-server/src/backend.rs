@@ -187,7 +187,8 @@ impl Manager for BackendManager {
 
     fn is_valid(&self, conn: &mut Connection) -> io::Result<()> {
         match conn.exchange(&Request::Ping, self.connect_timeout, self.max_frame_len) {
-            Ok(Response::Pong) => Ok(()),
+            // An error reply (the backend's database is down) still proves the socket works.
+            Ok(Response::Pong | Response::Error(_)) => Ok(()),
             Ok(_) => Err(io::Error::other("unexpected answer to Ping")),
             Err(_) => Err(io::Error::other("Ping failed")),
         }
@@ -333,8 +334,8 @@ impl Backends {
         }
     }
 
-    /// Pings each backend until one answers. A backend whose sockets are all busy is ready:
-    /// it is serving.
+    /// Pings each backend until one answers Pong (tcp-server answers Unavailable while its
+    /// database is down). A backend whose sockets are all busy is ready: it is serving.
     pub fn any_ready(&self) -> bool {
         self.backends.iter().any(|backend| {
             let mut conn = match backend.pool.get_timeout(self.config.connect_timeout) {

@@ -35,6 +35,9 @@ use crate::api::Api;
 
 /// How often an idle worker looks at the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
+/// How long a stop waits for busy keep-alive clients to send their last request before the
+/// connections still open are treated as idle and ended.
+const IDLE_CLIENTS_AFTER: Duration = Duration::from_secs(1);
 
 /// Settings of the HTTP tier.
 #[derive(Debug, Clone)]
@@ -107,8 +110,9 @@ pub fn bind(listen: &Listen) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Asks a running server to stop: the listening socket stops accepting, requests already
-/// received are answered (within [`Config::shutdown_grace`]), and [`run`] returns.
+/// Asks a running server to stop: the listening socket stops accepting, idle connections
+/// close, requests already received are answered (the last on each connection with
+/// `Connection: close`, within [`Config::shutdown_grace`]), and [`run`] returns.
 #[derive(Clone, Default)]
 pub struct Shutdown {
     requested: Arc<AtomicBool>,
@@ -167,6 +171,15 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Res
     }
     log::info!("stopping: no new connections; answering the requests already received");
     stop_accepting(&stopper, address);
+    // Each connection ends after its next answer, which says `Connection: close`. Clients
+    // that are busy send that request within moments; connections still open after that are
+    // idle and are ended, since an idle client may wait longer than the grace.
+    server.close_connections();
+    let idle_after = Instant::now() + IDLE_CLIENTS_AFTER.min(config.shutdown_grace);
+    while server.num_connections() > 0 && Instant::now() < idle_after {
+        thread::sleep(TICK);
+    }
+    server.close_idle_connections();
     for worker in workers {
         if worker.join().is_err() {
             log::error!("a worker thread panicked");
@@ -203,10 +216,13 @@ fn work(server: &tiny_http::Server, api: &Api, shutdown: &Shutdown, grace: Durat
         if stop_by.is_some_and(|deadline| Instant::now() >= deadline) {
             return;
         }
+        // Counted before waiting: a connection queues its last request before it stops
+        // counting, so none open then and a queue empty for a whole tick after means nothing
+        // more can come.
+        let connections_done = stop_by.is_some() && server.num_connections() == 0;
         match server.recv_timeout(TICK) {
             Ok(Some(request)) => api.handle(request),
-            // Once stopping, a queue that stays empty for a tick is drained.
-            Ok(None) if stop_by.is_some() => return,
+            Ok(None) if connections_done => return,
             Ok(None) => {}
             Err(error) => {
                 log::error!("receiving a request failed: {error}");

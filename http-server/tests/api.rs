@@ -250,6 +250,28 @@ fn login_failures_are_indistinguishable() {
 }
 
 #[test]
+fn repeated_failed_logins_get_429_with_retry_after() {
+    // tcp-server's default: 10 failures per username and client in a 5-minute window.
+    let stack = Stack::start();
+    let front = &stack.front;
+    let username = unique_name("guessed");
+    register(front, &username, PASSWORD);
+    for _ in 0..10 {
+        login(front, &username, "not the password").assert_error(401, "invalid_credentials");
+    }
+    let refused = login(front, &username, PASSWORD);
+    refused.assert_error(429, "too_many_requests");
+    let retry_after: u64 = refused
+        .header("Retry-After")
+        .expect("a 429 says when to retry")
+        .parse()
+        .unwrap();
+    assert!((290..=300).contains(&retry_after), "{retry_after}");
+    // Other usernames from the same client are not affected.
+    new_session(front);
+}
+
+#[test]
 fn logout_revokes_exactly_that_session() {
     let stack = Stack::start();
     let front = &stack.front;

@@ -17,12 +17,6 @@ use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Asserts the stack still serves: liveness, and a login that goes through to the database.
-fn assert_still_serving(front: &Front, username: &str, password: &str) {
-    assert_eq!(get(&front.url("/healthz")).status, 200);
-    assert_eq!(login(front, username, password).status, 200);
-}
-
 /// A POST of `body` to a JSON endpoint, as raw bytes, closing after the answer.
 fn raw_post(path: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
@@ -874,4 +868,98 @@ fn pipelined_requests_are_answered_in_order_without_parking_workers() {
             answers += 1;
         }
     }
+}
+
+/// What one keep-alive client saw while the server stopped under it.
+#[derive(Default, Debug)]
+struct Seen {
+    answered: usize,
+    not_ok: usize,
+    /// Requests written whose connection ended without an answer: dropped by the server.
+    dropped: usize,
+    /// Answers that said `Connection: close`.
+    closes: usize,
+}
+
+/// Sends profile reads over one keep-alive connection, reconnecting after `Connection: close`,
+/// until a connection is refused (the server stopped accepting).
+fn keep_alive_client(addr: SocketAddr, token: &str) -> Seen {
+    let mut seen = Seen::default();
+    let request =
+        format!("GET /api/v1/me HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n");
+    'connections: loop {
+        let Ok(stream) = TcpStream::connect(addr) else {
+            return seen;
+        };
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut stream = stream;
+        loop {
+            if stream.write_all(request.as_bytes()).is_err() {
+                seen.dropped += 1;
+                continue 'connections;
+            }
+            let (mut status_line, mut length, mut close) = (String::new(), 0usize, false);
+            if reader.read_line(&mut status_line).unwrap_or(0) == 0 {
+                seen.dropped += 1;
+                continue 'connections;
+            }
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    seen.dropped += 1;
+                    continue 'connections;
+                }
+                let lower = line.trim().to_ascii_lowercase();
+                if lower.is_empty() {
+                    break;
+                }
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                close |= lower == "connection: close";
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                seen.dropped += 1;
+                continue 'connections;
+            }
+            seen.answered += 1;
+            if !status_line.starts_with("HTTP/1.1 200") {
+                seen.not_ok += 1;
+            }
+            if close {
+                seen.closes += 1;
+                continue 'connections;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stop_under_load_answers_every_request_it_read_and_closes_each_connection_cleanly() {
+    const CLIENTS: usize = 24;
+    let backend = Backend::start();
+    let front = Front::start(&[backend.addr]);
+    let (_, _, token) = new_session(&front);
+    let addr = front.addr;
+    let clients: Vec<JoinHandle<Seen>> = (0..CLIENTS)
+        .map(|_| {
+            let token = token.clone();
+            thread::spawn(move || keep_alive_client(addr, &token))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(700));
+    let stopping = Instant::now();
+    front.stop();
+    let stopped_in = stopping.elapsed();
+    let seen: Vec<Seen> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let total = |f: fn(&Seen) -> usize| seen.iter().map(f).sum::<usize>();
+    assert!(total(|s| s.answered) > CLIENTS * 10, "{seen:?}");
+    assert_eq!(total(|s| s.dropped), 0, "requests dropped: {seen:?}");
+    assert_eq!(total(|s| s.not_ok), 0, "every answer is 200: {seen:?}");
+    // Every busy connection ended with an answer saying so, not a reset.
+    assert_eq!(total(|s| s.closes), CLIENTS, "{seen:?}");
+    // Busy clients do not hold the stop until the grace runs out.
+    assert!(stopped_in < Duration::from_secs(3), "{stopped_in:?}");
 }

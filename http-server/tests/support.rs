@@ -16,6 +16,7 @@ use tcp_server::picture::{PictureConfig, Pictures};
 use tcp_server::secrets::Secrets;
 use tcp_server::server::{self, ServerConfig};
 use tcp_server::stats::Stats;
+use tcp_server::throttle::{LoginThrottle, ThrottleConfig};
 use tcp_server::token::TokenKey;
 
 /// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
@@ -65,6 +66,24 @@ fn context() -> Context {
         pictures: Pictures::new(PictureConfig::default(), 2),
         session_ttl: Duration::from_secs(3600),
         stats: Stats::default(),
+        throttle: LoginThrottle::new(ThrottleConfig::default()),
+    }
+}
+
+/// The pepper of `context()`: tests that forge tokens derive the signing key from it. (A
+/// forged token that is accepted proves the two still agree.)
+pub const TEST_PEPPER: &[u8] = b"a test pepper of enough length";
+
+/// `context()` with another pepper, password cost and session lifetime: for a backend after a
+/// pepper change, one whose hashing costs what production's does, or sessions that expire soon.
+/// Built on `context()`, so every other field stays as the other backends have it.
+pub fn context_with(pepper: &[u8], params: PasswordParams, session_ttl: Duration) -> Context {
+    let secrets = Secrets::from_pepper(pepper.to_vec()).unwrap();
+    Context {
+        hasher: Hasher::new(params, secrets.pepper, 2).unwrap(),
+        tokens: TokenKey::new(secrets.token_key),
+        session_ttl,
+        ..context()
     }
 }
 
@@ -87,6 +106,25 @@ impl Backend {
 
     /// A backend that serves at most `workers` connections at once.
     pub fn start_on(listener: TcpListener, workers: usize) -> Backend {
+        Backend::start_serving(listener, workers, context())
+    }
+
+    /// A backend over `ctx` (see [`context_with`]).
+    pub fn start_with_context(ctx: Context) -> Backend {
+        Backend::start_serving(TcpListener::bind("127.0.0.1:0").unwrap(), 16, ctx)
+    }
+
+    /// A backend whose pepper is `pepper`: its password hashes and tokens are not the others'.
+    pub fn start_with_pepper(pepper: &[u8]) -> Backend {
+        let params = PasswordParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        Backend::start_with_context(context_with(pepper, params, Duration::from_secs(3600)))
+    }
+
+    fn start_serving(listener: TcpListener, workers: usize, ctx: Context) -> Backend {
         let addr = listener.local_addr().unwrap();
         let shutdown = tcp_server::server::Shutdown::new(&listener).unwrap();
         let stop = shutdown.clone();
@@ -96,7 +134,7 @@ impl Backend {
             io_timeout: Duration::from_secs(2),
             max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
         };
-        let ctx = Arc::new(context());
+        let ctx = Arc::new(ctx);
         let thread = thread::spawn(move || server::run(listener, config, ctx, stop));
         Backend {
             addr,
@@ -576,6 +614,12 @@ impl Drop for SilentBackend {
             let _ = thread.join();
         }
     }
+}
+
+/// Asserts the stack still serves: liveness, and a login that goes through to the database.
+pub fn assert_still_serving(front: &Front, username: &str, password: &str) {
+    assert_eq!(get(&front.url("/healthz")).status, 200);
+    assert_eq!(login(front, username, password).status, 200);
 }
 
 /// Runs `f` and says how long it took.

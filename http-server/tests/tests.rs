@@ -7,3 +7,4 @@ mod api;
 mod backends;
 mod openapi;
 mod robustness;
+mod security;

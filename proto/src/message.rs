@@ -106,6 +106,10 @@ pub enum Request {
         username: String,
         /// Plain-text password.
         password: Secret,
+        /// Who is logging in, as http-server saw it (the peer's IP address as text). Failed
+        /// logins are throttled per username and client, so one client guessing cannot lock
+        /// the account's owner out elsewhere; absent, the client counts as unknown.
+        client: Option<String>,
     },
     /// Revoke the session; answered with [`Response::LoggedOut`].
     Logout {
@@ -418,9 +422,14 @@ impl Request {
                 wire::put_str(out, "password", password.expose())?;
                 wire::put_opt_str(out, "nickname", nickname.as_deref())
             }
-            Request::Login { username, password } => {
+            Request::Login {
+                username,
+                password,
+                client,
+            } => {
                 wire::put_str(out, "username", username)?;
-                wire::put_str(out, "password", password.expose())
+                wire::put_str(out, "password", password.expose())?;
+                wire::put_opt_str(out, "client", client.as_deref())
             }
             Request::Logout { token } | Request::GetProfile { token } => {
                 wire::put_str(out, "token", token.expose())
@@ -448,6 +457,7 @@ impl Request {
             kind::LOGIN => Request::Login {
                 username: r.string("username")?,
                 password: Secret(r.string("password")?),
+                client: r.opt_string("client")?,
             },
             kind::LOGOUT => Request::Logout {
                 token: Secret(r.string("token")?),

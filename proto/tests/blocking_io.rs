@@ -18,6 +18,7 @@ fn login() -> Request {
     Request::Login {
         username: "alice".into(),
         password: Secret::new("hunter2"),
+        client: None,
     }
 }
 
@@ -511,6 +512,7 @@ fn small_request() -> impl Strategy<Value = Request> {
         (".{0,12}", ".{0,12}").prop_map(|(username, password)| Request::Login {
             username,
             password: Secret::new(password),
+            client: None,
         }),
         vec(any::<u8>(), 0..2000).prop_map(|image| Request::SetPicture {
             token: Secret::new("tok"),

@@ -71,9 +71,19 @@ fn request_bodies_follow_the_specification() {
         Request::Login {
             username: "alice".into(),
             password: Secret::new("pw"),
+            client: None,
         },
         0x03,
-        b().str("alice").str("pw"),
+        b().str("alice").str("pw").u8(0),
+    );
+    assert_layout(
+        Request::Login {
+            username: "alice".into(),
+            password: Secret::new("pw"),
+            client: Some("192.0.2.1".into()),
+        },
+        0x03,
+        b().str("alice").str("pw").u8(1).str("192.0.2.1"),
     );
     assert_layout(Request::Logout { token: token() }, 0x04, b().str("tok"));
     assert_layout(Request::GetProfile { token: token() }, 0x05, b().str("tok"));
@@ -262,11 +272,12 @@ fn worked_examples_in_the_specification_are_exact() {
     let login = Request::Login {
         username: "alice".into(),
         password: Secret::new("hunter2"),
+        client: None,
     };
     assert_eq!(
         hex(&encoded(42, &login)),
-        "47 48 01 03 00 00 00 2a 00 00 00 10 \
-         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32"
+        "47 48 01 03 00 00 00 2a 00 00 00 11 \
+         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00"
     );
     assert_eq!(
         hex(&encoded(42, &Response::Pong)),
@@ -290,6 +301,7 @@ fn secrets_never_appear_in_debug_output() {
         &Request::Login {
             username: "alice".into(),
             password: Secret::new("hunter2"),
+            client: None,
         },
         &Request::UpdateNickname {
             token: Secret::new("hunter2"),

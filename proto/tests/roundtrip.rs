@@ -115,7 +115,15 @@ fn request() -> impl Strategy<Value = Request> {
                 nickname,
             }
         }),
-        (text(), secret()).prop_map(|(username, password)| Request::Login { username, password }),
+        (text(), secret(), proptest::option::of(text())).prop_map(
+            |(username, password, client)| {
+                Request::Login {
+                    username,
+                    password,
+                    client,
+                }
+            }
+        ),
         secret().prop_map(|token| Request::Logout { token }),
         secret().prop_map(|token| Request::GetProfile { token }),
         (secret(), text())
@@ -316,7 +324,7 @@ proptest! {
 
     #[test]
     fn login_round_trips(id in any::<u32>(), username in text(), password in secret()) {
-        check_round_trip(id, &Request::Login { username, password }, kind::LOGIN)?;
+        check_round_trip(id, &Request::Login { username, password, client: None }, kind::LOGIN)?;
     }
 
     #[test]
@@ -517,6 +525,7 @@ fn strings_at_the_byte_limit_round_trip_in_every_utf8_width() {
         let message = Request::Login {
             username,
             password: Secret::new("p"),
+            client: None,
         };
         check_round_trip(1, &message, kind::LOGIN).unwrap();
     }

@@ -3,7 +3,9 @@
 //! hanging; and the retry of idempotent queries whose connection broke.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
@@ -91,9 +93,45 @@ pub struct DbConfig {
     pub statement_timeout: Duration,
 }
 
+/// Whether the last attempt to open a database connection failed. Set by r2d2's error
+/// handler and cleared by its acquire event, both called from r2d2's background connector,
+/// which keeps retrying (with backoff) while any attempt is pending.
+#[derive(Debug, Default)]
+struct Reachability {
+    down: AtomicBool,
+}
+
+#[derive(Debug)]
+struct ConnectErrors(Arc<Reachability>);
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        // Logged once per outage, not once per retry.
+        if !self.0.down.swap(true, Ordering::Relaxed) {
+            log::warn!("cannot connect to the database ({error}); failing fast until it is back");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Connects(Arc<Reachability>);
+
+impl r2d2::HandleEvent for Connects {
+    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
+        if self.0.down.swap(false, Ordering::Relaxed) {
+            log::info!("connected to the database again");
+        }
+    }
+}
+
 /// The pool of database connections.
 pub struct Db {
     pool: r2d2::Pool<PgManager>,
+    reachability: Arc<Reachability>,
+    /// When a statement last succeeded, in milliseconds after `epoch` (0: never), so that a
+    /// readiness check under load costs no round trip.
+    last_success_ms: AtomicU64,
+    epoch: Instant,
 }
 
 /// State of the pool, for the stats.
@@ -126,6 +164,7 @@ impl Db {
         pg.keepalives_interval(Duration::from_secs(5));
         pg.keepalives_retries(3);
         pg.tcp_user_timeout(config.statement_timeout + Duration::from_secs(5));
+        let reachability = Arc::new(Reachability::default());
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(0))
@@ -133,8 +172,33 @@ impl Db {
             // A validity query on every checkout would double the round trips; broken
             // connections are caught by `has_broken` and the retry in `Db::run`.
             .test_on_check_out(false)
+            .error_handler(Box::new(ConnectErrors(Arc::clone(&reachability))))
+            .event_handler(Box::new(Connects(Arc::clone(&reachability))))
             .build_unchecked(PgManager { config: pg });
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            reachability,
+            last_success_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Whether the database answers: at once if a statement succeeded within the last
+    /// second, else by an empty query. What `Ping` reports, so that readiness follows the
+    /// database.
+    pub fn check(&self) -> Result<(), DbError> {
+        let last = self.last_success_ms.load(Ordering::Relaxed);
+        if last != 0 && self.elapsed_ms().saturating_sub(last) < 1_000 {
+            return Ok(());
+        }
+        self.run_once(&mut |conn| conn.client.simple_query("").map(|_| ()))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        // Never 0, which means "never".
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Runs `query` on a pooled connection. If it fails because its connection broke, it runs
@@ -162,14 +226,19 @@ impl Db {
         &self,
         query: &mut impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        let mut conn = self
-            .pool
-            .get()
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        query(&mut conn).map_err(|error| {
+        // While connecting fails, take only a connection that is already open: waiting out the
+        // checkout timeout would hold a worker per request for nothing. r2d2 keeps trying to
+        // connect in the background, and its first success ends this.
+        let mut conn = self.checkout()?;
+        let result = query(&mut conn);
+        if result.is_ok() {
+            self.last_success_ms
+                .store(self.elapsed_ms(), Ordering::Relaxed);
+        }
+        result.map_err(|error| {
             if error.code() == Some(&SqlState::QUERY_CANCELED) {
                 DbError::Unavailable(error.to_string())
-            } else if error.is_closed() || conn.client.is_closed() {
+            } else if error.is_closed() || conn.client.is_closed() || is_shutdown(&error) {
                 // r2d2 discards the connection when it is returned (`has_broken`).
                 DbError::Retryable(error)
             } else if is_stale_plan(&error) {
@@ -181,6 +250,30 @@ impl Db {
         })
     }
 
+    /// A pooled connection. While connecting fails, only a connection that is already open is
+    /// taken: waiting out the checkout timeout would hold a worker per request for nothing.
+    /// r2d2 keeps trying to connect in the background, and its first success ends this. The
+    /// wait is sliced so a request that began before the failure was noticed stops waiting too.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<PgManager>, DbError> {
+        let unreachable = || DbError::Unavailable("the database cannot be reached".to_owned());
+        let deadline = Instant::now() + self.pool.connection_timeout();
+        loop {
+            if self.reachability.down.load(Ordering::Relaxed) {
+                return self.pool.try_get().ok_or_else(unreachable);
+            }
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.pool.get_timeout(slice) {
+                Ok(conn) => return Ok(conn),
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(DbError::Unavailable(error.to_string()));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Open and idle connections.
     pub fn state(&self) -> PoolState {
         let state = self.pool.state();
@@ -190,6 +283,20 @@ impl Db {
             max: self.pool.max_size(),
         }
     }
+}
+
+/// The server is ending this session: a fast shutdown or restart (57P01), a crash of another
+/// backend (57P02), or it is not accepting sessions yet (57P03). The connection is as good as
+/// closed, and a query may be run again elsewhere once the server is back.
+fn is_shutdown(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
+    })
 }
 
 /// A migration changed the result type of a statement this connection had prepared.

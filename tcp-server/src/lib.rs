@@ -12,11 +12,14 @@
 //!   that bounds memory-hungry work.
 //! - `db`: the r2d2 pool of `postgres` clients with cached prepared statements, and migrations
 //!   (`tcp-server/migrations`).
+//! - `throttle`: failed-login counts per username and client (brute-force protection).
+//! - `logging`: the binary's logger, and the targets no `RUST_LOG` may open (secrets).
 //! - `stats`: counters and latencies, exported as `proto::Sample`s.
 //! - `seed`: loading millions of users with real hashes, and the seeded credentials' scheme.
 
 pub mod db;
 pub mod limit;
+pub mod logging;
 pub mod ops;
 pub mod password;
 pub mod picture;
@@ -25,4 +28,5 @@ pub mod secrets;
 pub mod seed;
 pub mod server;
 pub mod stats;
+pub mod throttle;
 pub mod token;

@@ -20,6 +20,7 @@ use tcp_server::picture::{PictureConfig, Pictures};
 use tcp_server::secrets::Secrets;
 use tcp_server::server::{self, ServerConfig, Shutdown};
 use tcp_server::stats::Stats;
+use tcp_server::throttle::{LoginThrottle, ThrottleConfig};
 use tcp_server::token::TokenKey;
 
 /// The gatehouse business-logic tier: accounts, passwords, sessions and profiles on PostgreSQL,
@@ -172,14 +173,20 @@ struct ServeArgs {
     /// Stored pictures are shrunk to fit a square of this side, in pixels.
     #[arg(long, default_value_t = 512)]
     picture_size: u32,
+    /// Failed logins one client may make for one username per window before its next
+    /// attempts get TooManyRequests (HTTP 429 with Retry-After).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    login_failures_per_client: u32,
+    /// Failed logins all clients together may make for one username per window.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    login_failures_per_username: u32,
+    /// The login throttle's window; a refusal lasts at most this long.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    login_failure_window: Duration,
 }
 
 fn main() {
-    // refinery logs a debug dump of its plan at info.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,refinery_core=warn"),
-    )
-    .init();
+    tcp_server::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
@@ -228,6 +235,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             statement_timeout: args.db_statement_timeout,
         },
     )?;
+    // Start regardless, so the servers can come up in any order; readiness follows the
+    // database (see tcp-server/README.md, "Start-up without the database").
+    match db.check() {
+        Ok(()) => log::info!("the database answers"),
+        Err(error) => log::warn!(
+            "{error}; serving anyway: requests get Unavailable and Ping reports not ready \
+             until the database answers"
+        ),
+    }
     let ctx = Arc::new(Context {
         db,
         hasher,
@@ -242,6 +258,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         session_ttl: args.session_ttl,
         stats: Stats::default(),
+        throttle: LoginThrottle::new(ThrottleConfig {
+            per_client: args.login_failures_per_client,
+            per_username: args.login_failures_per_username,
+            window: args.login_failure_window,
+            ..ThrottleConfig::default()
+        }),
     });
     let janitor = Arc::clone(&ctx);
     thread::Builder::new()

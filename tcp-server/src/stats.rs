@@ -48,6 +48,8 @@ pub struct Stats {
     pub connections_active: AtomicI64,
     /// Frames that could not be decoded.
     pub protocol_errors: AtomicU64,
+    /// Logins refused by the brute-force throttle.
+    pub logins_throttled: AtomicU64,
 }
 
 impl Stats {
@@ -71,7 +73,7 @@ impl Stats {
     }
 
     /// Every counter as a metric sample.
-    pub fn snapshot(&self, pool: &PoolState) -> Vec<Sample> {
+    pub fn snapshot(&self, pool: &PoolState, throttle_counts: usize) -> Vec<Sample> {
         let mut samples = Vec::new();
         let mut push = |name: &str, labels: &[(&str, String)], kind, value: f64| {
             samples.push(Sample {
@@ -149,6 +151,18 @@ impl Stats {
             &[],
             SampleKind::Counter,
             counter(&self.protocol_errors),
+        );
+        push(
+            "gatehouse_tcp_logins_throttled_total",
+            &[],
+            SampleKind::Counter,
+            counter(&self.logins_throttled),
+        );
+        push(
+            "gatehouse_tcp_login_throttle_counts",
+            &[],
+            SampleKind::Gauge,
+            throttle_counts as f64,
         );
         for (state, value) in [
             ("idle", pool.idle),

@@ -21,6 +21,7 @@ fn login(name: &str, password: &str) -> Request {
     Request::Login {
         username: name.to_owned(),
         password: Secret::new(password),
+        client: None,
     }
 }
 
@@ -165,6 +166,69 @@ fn unknown_user_and_wrong_password_get_the_same_answer() {
     );
     assert_eq!(wrong_password, unknown_user, "identical replies");
     assert_eq!(wrong_password, impossible_name, "identical replies");
+}
+
+fn login_from(name: &str, password: &str, client: &str) -> Request {
+    Request::Login {
+        username: name.to_owned(),
+        password: Secret::new(password),
+        client: Some(client.to_owned()),
+    }
+}
+
+#[test]
+fn repeated_failed_logins_are_throttled_per_username_and_client() {
+    // Default limits: 10 failures per username and client in 5 minutes.
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("mallory");
+    client.call(register(&name, "correct horse", None));
+    let nobody = unique_name("nobody");
+    for target in [&name, &nobody] {
+        for attempt in 0..10 {
+            let reply = client.call(login_from(target, "wrong horse", "10.0.0.66"));
+            assert_eq!(
+                error_code(&reply),
+                Some(ErrorCode::InvalidCredentials),
+                "attempt {attempt} on {target}"
+            );
+        }
+        // Now refused, even with the right password, without the password being checked;
+        // an unknown name is throttled exactly like a real one.
+        let Response::Error(refused) =
+            client.call(login_from(target, "correct horse", "10.0.0.66"))
+        else {
+            panic!("the 11th attempt was not refused");
+        };
+        assert_eq!(refused.code, ErrorCode::TooManyRequests);
+        assert!(
+            (290_000..=300_000).contains(&refused.retry_after_ms),
+            "retry after the rest of the window: {}",
+            refused.retry_after_ms
+        );
+    }
+    // The owner, logging in from elsewhere, is not locked out, and other names from the
+    // guessing client are untouched.
+    logged_in(client.call(login_from(&name, "correct horse", "192.0.2.7")));
+    logged_in(client.call(login(&name.to_uppercase(), "correct horse")));
+    let other = unique_name("trent");
+    client.call(register(&other, "correct horse", None));
+    logged_in(client.call(login_from(&other, "correct horse", "10.0.0.66")));
+}
+
+#[test]
+fn a_successful_login_forgives_earlier_failures_from_that_client() {
+    let server = TestServer::start(4);
+    let mut client = server.client();
+    let name = unique_name("peggy");
+    client.call(register(&name, "correct horse", None));
+    for _ in 0..3 {
+        for _ in 0..9 {
+            let reply = client.call(login_from(&name, "wrong horse", "10.0.0.9"));
+            assert_eq!(error_code(&reply), Some(ErrorCode::InvalidCredentials));
+        }
+        logged_in(client.call(login_from(&name, "correct horse", "10.0.0.9")));
+    }
 }
 
 #[test]

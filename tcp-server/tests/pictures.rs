@@ -31,6 +31,7 @@ fn signed_in(server: &TestServer) -> (Client, Secret) {
     let Response::LoggedIn(session) = client.call(Request::Login {
         username: name,
         password: Secret::new("correct horse"),
+        client: None,
     }) else {
         panic!("login failed");
     };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client as PgClient, NoTls};
 use proto::{ErrorCode, HEADER_LEN, Request, Response, Secret, VERSION, kind};
+use tcp_server::db::DbError;
 use tcp_server::ops::{self, Context};
 use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::seed;
@@ -54,6 +55,7 @@ fn signed_in(ctx: &Context) -> Secret {
         Request::Login {
             username: name,
             password: Secret::new("correct horse"),
+            client: None,
         },
     ) {
         Response::LoggedIn(session) => session.token,
@@ -214,6 +216,53 @@ fn after_a_database_restart_no_request_fails_on_a_dead_pooled_connection() {
     );
 }
 
+/// A query cut by a fast shutdown or restart of PostgreSQL (SQLSTATE 57P01) was taken for a
+/// failed query and answered Internal (HTTP 500); found by scripts/chaos scenario 3.
+#[test]
+fn a_query_cut_by_a_database_shutdown_is_retryable_not_internal() {
+    let url = database_url();
+    let ctx = small_context(&url, 2);
+    let marker = unique_name("cut");
+    let sql = format!("SELECT 1 FROM pg_sleep(5) WHERE '{marker}' <> ''");
+    thread::scope(|scope| {
+        let cut = scope.spawn(|| {
+            ctx.db.run_once(&mut |conn| {
+                conn.client()
+                    .query_one(sql.as_str(), &[])
+                    .map(|row| row.get::<_, i32>(0))
+            })
+        });
+        let mut admin = PgClient::connect(&url, NoTls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(4);
+        // pg_terminate_backend sends the same signal as a fast shutdown does to each session.
+        while admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()",
+                &[&marker],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            assert!(Instant::now() < deadline, "the query never started");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let result = cut.join().unwrap();
+        assert!(
+            matches!(result, Err(DbError::Retryable(_))),
+            "a cut query must be retryable (answered Unavailable), got {result:?}"
+        );
+    });
+    // The pool recovers by itself.
+    let one: i32 = ctx
+        .db
+        .run(|conn| conn.client().query_one("SELECT 1", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}
+
 /// With no statement timeout, a query waiting behind a lock hung its worker for ever.
 #[test]
 fn a_stalled_database_gives_an_answer_not_a_hang() {
@@ -231,6 +280,7 @@ fn a_stalled_database_gives_an_answer_not_a_hang() {
             Request::Login {
                 username: "nobody_here".to_owned(),
                 password: Secret::new("whatever1"),
+                client: None,
             },
         ));
     });
@@ -369,6 +419,7 @@ fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
         Request::Login {
             username: user.clone(),
             password: Secret::new("correct horse"),
+            client: None,
         },
     );
     let twin = register(user.to_lowercase());

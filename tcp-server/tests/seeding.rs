@@ -73,6 +73,7 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
             Request::Login {
                 username: seed::username(i),
                 password: Secret::new(seed::password(i)),
+                client: None,
             },
         );
         let Response::LoggedIn(session) = response else {

@@ -14,6 +14,7 @@ use tcp_server::picture::{PictureConfig, Pictures};
 use tcp_server::secrets::Secrets;
 use tcp_server::server::{self, ServerConfig, Shutdown};
 use tcp_server::stats::Stats;
+use tcp_server::throttle::{LoginThrottle, ThrottleConfig};
 use tcp_server::token::TokenKey;
 
 /// The pepper of every test context.
@@ -90,6 +91,7 @@ pub fn context_sized(
         pictures: Pictures::new(PictureConfig::default(), 2),
         session_ttl,
         stats: Stats::default(),
+        throttle: LoginThrottle::new(ThrottleConfig::default()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! rule through a real socket, and the server's handling of hostile or excess connections.
 
 mod accounts;
+mod faults;
 mod pictures;
 mod protocol;
 mod regressions;

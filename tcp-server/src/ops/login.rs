@@ -1,7 +1,10 @@
 //! Login: check the password and issue a signed session token. Reads the database once and
-//! writes nothing, except to re-hash a password stored with outdated parameters.
+//! writes nothing, except to re-hash a password stored with outdated parameters. Failed
+//! attempts are throttled (`crate::throttle`).
 
-use proto::{ErrorCode, Response, Session};
+use std::sync::atomic::Ordering;
+
+use proto::{ErrorCode, ErrorReply, Response, Session};
 
 use super::{Context, OpError, profile_from, unix_now};
 use crate::password::Verified;
@@ -13,15 +16,33 @@ const LOOKUP: &str = "SELECT id, username, nickname, picture_id, password_hash \
      FROM users WHERE lower(username COLLATE \"C\") = $1";
 const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
 
-pub(super) fn run(ctx: &Context, username: &str, password: &str) -> Result<Response, OpError> {
-    let refused = || OpError::new(ErrorCode::InvalidCredentials, "wrong username or password");
+pub(super) fn run(
+    ctx: &Context,
+    username: &str,
+    password: &str,
+    client: Option<&str>,
+) -> Result<Response, OpError> {
+    let key = rules::username_key(username);
+    let throttle = ctx.throttle.keys(&key, client);
+    if let Err(left) = ctx.throttle.check(throttle) {
+        // Refused before the password is looked at, or the guess would still be tested.
+        ctx.stats.logins_throttled.fetch_add(1, Ordering::Relaxed);
+        return Err(OpError(ErrorReply {
+            code: ErrorCode::TooManyRequests,
+            retry_after_ms: u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX),
+            message: "too many failed logins for this username; try again later".to_owned(),
+        }));
+    }
+    let refused = || {
+        ctx.throttle.failed(throttle);
+        OpError::new(ErrorCode::InvalidCredentials, "wrong username or password")
+    };
     // A name that breaks the rules cannot exist; it still costs one verification, so that no
     // answer comes back faster than the others.
     if rules::check_username(username).is_err() {
         ctx.hasher.verify_dummy(password);
         return Err(refused());
     }
-    let key = rules::username_key(username);
     let row = ctx.db.run(|conn| {
         let statement = conn.prepared(LOOKUP)?;
         conn.client().query_opt(&statement, &[&key])
@@ -34,6 +55,7 @@ pub(super) fn run(ctx: &Context, username: &str, password: &str) -> Result<Respo
     let Verified::Match { needs_rehash } = ctx.hasher.verify(password, &stored) else {
         return Err(refused());
     };
+    ctx.throttle.succeeded(throttle);
     let profile = profile_from(&row);
     if needs_rehash {
         rehash(ctx, profile.id, password);

@@ -19,6 +19,7 @@ use crate::db::{Db, DbError};
 use crate::password::Hasher;
 use crate::picture::Pictures;
 use crate::stats::Stats;
+use crate::throttle::LoginThrottle;
 use crate::token::TokenKey;
 
 /// Everything an operation may use.
@@ -35,19 +36,30 @@ pub struct Context {
     pub session_ttl: Duration,
     /// The server's counters.
     pub stats: Stats,
+    /// Failed-login counts, for brute-force protection.
+    pub throttle: LoginThrottle,
 }
 
 /// Answers one request. Every failure becomes a typed error reply; nothing here panics on
 /// input.
 pub fn handle(ctx: &Context, request: Request) -> Response {
     let result = match request {
-        Request::Ping => Ok(Response::Pong),
+        // Ping is the readiness check: a server without its database cannot serve.
+        Request::Ping => ctx
+            .db
+            .check()
+            .map(|()| Response::Pong)
+            .map_err(OpError::from),
         Request::Register {
             username,
             password,
             nickname,
         } => register::run(ctx, &username, password.expose(), nickname.as_deref()),
-        Request::Login { username, password } => login::run(ctx, &username, password.expose()),
+        Request::Login {
+            username,
+            password,
+            client,
+        } => login::run(ctx, &username, password.expose(), client.as_deref()),
         Request::Logout { token } => logout::run(ctx, token.expose()),
         Request::GetProfile { token } => profile::run(ctx, token.expose()),
         Request::UpdateNickname { token, nickname } => {
@@ -55,7 +67,9 @@ pub fn handle(ctx: &Context, request: Request) -> Response {
         }
         Request::SetPicture { token, image } => picture::set(ctx, token.expose(), &image),
         Request::GetPicture { key } => picture::get(ctx, &key),
-        Request::Stats => Ok(Response::Stats(ctx.stats.snapshot(&ctx.db.state()))),
+        Request::Stats => Ok(Response::Stats(
+            ctx.stats.snapshot(&ctx.db.state(), ctx.throttle.tracked()),
+        )),
     };
     result.unwrap_or_else(|error| Response::Error(error.0))
 }
@@ -95,7 +109,17 @@ impl From<DbError> for OpError {
                 })
             }
             DbError::Query(error) => {
-                log::error!("database query failed: {error}");
+                // postgres::Error's Display is only "db error"; the server's message is in
+                // its source.
+                match error.as_db_error() {
+                    Some(db) => log::error!(
+                        "database query failed: {} ({}: {})",
+                        error,
+                        db.code().code(),
+                        db.message()
+                    ),
+                    None => log::error!("database query failed: {error:?}"),
+                }
                 OpError::new(ErrorCode::Internal, "internal error")
             }
         }

@@ -32,6 +32,10 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
+    /// gatehouse patch: how long a body read on the connection's thread (up to 16 KiB) may
+    /// take to arrive in full; the socket's read timeout, which bounds each read only.
+    pub(crate) body_deadline: Option<std::time::Duration>,
+
     // true if the connection goes through SSL
     secure: bool,
 }
@@ -72,6 +76,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            body_deadline: None,
         }
     }
 
@@ -182,6 +187,7 @@ impl ClientConnection {
             self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
+            self.body_deadline,
         )
         .map_err(|e| {
             use crate::request;
@@ -190,6 +196,7 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadFraming => ReadError::WrongHeader(version),
             }
         })?;
 

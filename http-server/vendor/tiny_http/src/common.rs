@@ -227,7 +227,10 @@ impl FromStr for HeaderField {
     type Err = ();
 
     fn from_str(s: &str) -> Result<HeaderField, ()> {
-        if s.contains(char::is_whitespace) {
+        // gatehouse patch: only whitespace and non-ASCII were refused, so names holding NUL or
+        // other control bytes were accepted. A field name is a token (RFC 9110 section 5.1).
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if s.is_empty() || !s.bytes().all(tchar) {
             Err(())
         } else {
             AsciiString::from_ascii(s).map(HeaderField).map_err(|_| ())

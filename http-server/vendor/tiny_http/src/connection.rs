@@ -95,6 +95,16 @@ impl Connection {
         }
     }
 
+    /// gatehouse patch: the socket's read timeout (SO_RCVTIMEO), which also bounds how long a
+    /// small request body may take to arrive in full.
+    pub(crate) fn read_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Tcp(s) => s.read_timeout().ok().flatten(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.read_timeout().ok().flatten(),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

@@ -140,6 +140,40 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // gatehouse patch: the open connections, for a graceful stop (see `close_connections`).
+    connections: Arc<Connections>,
+}
+
+/// gatehouse patch: every open connection's socket (a clone), so a graceful stop can end the
+/// reading side of idle keep-alive connections at once instead of after their idle timeout.
+#[derive(Default)]
+struct Connections {
+    closing: AtomicBool,
+    open: std::sync::Mutex<(u64, std::collections::HashMap<u64, Connection>)>,
+}
+
+impl Connections {
+    /// Registers a connection; `None` when the server is already closing.
+    fn add(&self, socket: Connection) -> Option<u64> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closing.load(Relaxed) {
+            let _ = socket.shutdown(Shutdown::Read);
+            return None;
+        }
+        open.0 += 1;
+        let id = open.0;
+        open.1.insert(id, socket);
+        Some(id)
+    }
+
+    fn remove(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .remove(&id);
+    }
 }
 
 enum Message {
@@ -285,6 +319,8 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let connections = Arc::new(Connections::default());
+        let inside_connections = Arc::clone(&connections);
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -306,6 +342,8 @@ impl Server {
                     }
                 };
                 use util::RefinedTcpStream;
+                let registration = sock.try_clone().ok();
+                let body_deadline = sock.read_timeout();
                 let streams = match ssl {
                     None => RefinedTcpStream::new(sock),
                     #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -330,8 +368,13 @@ impl Server {
                         continue;
                     }
                 };
-                let client = ClientConnection::new(write_closable, read_closable);
+                let mut client = ClientConnection::new(write_closable, read_closable);
+                client.body_deadline = body_deadline;
                 let messages = inside_messages.clone();
+                // gatehouse patch: registered for a graceful stop; a clone that cannot be had
+                // only means this connection closes at its idle timeout instead.
+                let connections = Arc::clone(&inside_connections);
+                let registered = registration.and_then(|socket| connections.add(socket));
                 let mut client = Some(client);
                 tasks_pool.spawn(Box::new(move || {
                     if let Some(client) = client.take() {
@@ -348,9 +391,21 @@ impl Server {
                             if in_flight && receiver.recv().is_err() {
                                 break;
                             }
-                            messages.push(rq.with_notify_sender(sender.clone()).into());
+                            // gatehouse patch: once the server is closing, the request read
+                            // last is answered with `Connection: close` and nothing more is
+                            // read, so a client never sends into a connection about to close.
+                            let closing = connections.closing.load(Relaxed);
+                            let rq = rq.with_notify_sender(sender.clone());
+                            let rq = if closing { rq.with_connection_close() } else { rq };
+                            messages.push(rq.into());
                             in_flight = true;
+                            if closing {
+                                break;
+                            }
                         }
+                    }
+                    if let Some(id) = registered {
+                        connections.remove(id);
                     }
                 }));
             }
@@ -362,6 +417,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -379,10 +435,44 @@ impl Server {
         self.listening_addr.clone()
     }
 
-    /// Returns the number of clients currently connected to the server.
+    /// Returns the number of connections still reading requests (gatehouse patch: was
+    /// `unimplemented!()`). A connection whose last request is being answered no longer counts.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .len()
+    }
+
+    /// gatehouse patch: starts a graceful stop of the open connections: each request read
+    /// from now on is its connection's last, answered with `Connection: close`. Connections
+    /// accepted later are not read. Stop accepting first (shut the listening socket down),
+    /// then give busy clients a moment to send their next request before
+    /// [`Server::close_idle_connections`].
+    pub fn close_connections(&self) {
+        let _open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.connections.closing.store(true, Relaxed);
+    }
+
+    /// gatehouse patch: shuts the reading side of every connection still open, so idle
+    /// keep-alive connections end now instead of at their idle timeout. A request already
+    /// received in full (in the socket's buffer) is still read and answered.
+    pub fn close_idle_connections(&self) {
+        let open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.connections.closing.store(true, Relaxed);
+        for socket in open.1.values() {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.

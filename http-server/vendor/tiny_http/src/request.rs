@@ -4,6 +4,9 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use std::sync::mpsc::Sender;
 
@@ -74,6 +77,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // gatehouse patch: the server is closing and this is the connection's last request; the
+    // response says `Connection: close`.
+    connection_close: bool,
 }
 
 struct NotifyOnDrop<R> {
@@ -100,6 +107,27 @@ impl<R> Drop for NotifyOnDrop<R> {
     }
 }
 
+/// gatehouse patch: fails reads with `TimedOut` past `deadline` while `armed`.
+struct Deadline<R> {
+    inner: R,
+    deadline: Option<Instant>,
+    armed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.armed.load(Ordering::Relaxed)
+            && self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(IoError::new(
+                ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
 pub enum RequestCreationError {
@@ -108,6 +136,12 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// gatehouse patch: the body's framing is ambiguous or invalid (two different
+    /// `Content-Length`s, one that is not a plain number, `Transfer-Encoding` other than
+    /// `chunked` or together with `Content-Length`, a malformed chunk). Answered 400, then the
+    /// connection closes: where the next request would start is unknown.
+    BadFraming,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -133,29 +167,44 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
+    source_data: R,
     writer: W,
+    body_deadline: Option<Duration>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
+    // gatehouse patch: the first Content-Length was taken, parsed leniently (`+70` was 70),
+    // and a Transfer-Encoding other than chunked was decoded as chunked. Where a proxy in
+    // front reads the framing another way, that lets a request be smuggled; so any framing
+    // two readers could disagree on is refused (RFC 9112 sections 6.1 and 6.3).
+    let transfer_encodings: Vec<&str> = headers
         .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+        .filter(|h| h.field.equiv("Transfer-Encoding"))
+        .map(|h| h.value.as_str().trim())
+        .collect();
+    let lengths: Vec<&str> = headers
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"))
+        .map(|h| h.value.as_str().trim())
+        .collect();
+    let chunked = match transfer_encodings[..] {
+        [] => false,
+        [coding] if coding.eq_ignore_ascii_case("chunked") && lengths.is_empty() => true,
+        _ => return Err(RequestCreationError::BadFraming),
+    };
+    let content_length: Option<usize> = match lengths.first() {
+        None => None,
+        Some(first) => {
+            if lengths.iter().any(|other| other != first)
+                || first.is_empty()
+                || !first.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(RequestCreationError::BadFraming);
+            }
+            Some(first.parse().map_err(|_| RequestCreationError::BadFraming)?)
+        }
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -176,6 +225,15 @@ where
     // gatehouse patch: a request with `Connection: upgrade` got the raw socket as its body,
     // so reading it ran past its Content-Length until the client's idle timeout. Nothing here
     // upgrades a connection; its body is read like any other.
+    // gatehouse patch: the bodies read below on the connection's thread must arrive in full
+    // within `body_deadline`, so a client trickling one (a byte every few seconds never trips
+    // the per-read timeout) is answered 408; a longer body goes on to the worker unbounded.
+    let armed = Arc::new(AtomicBool::new(true));
+    let mut source_data = Deadline {
+        inner: source_data,
+        deadline: body_deadline.map(|limit| Instant::now() + limit),
+        armed: Arc::clone(&armed),
+    };
     let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
@@ -206,9 +264,29 @@ where
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
+    } else if chunked && !expects_continue {
+        // gatehouse patch: a chunked body was read by the worker, so a client trickling one
+        // held a worker. Like a small fixed-length body, up to 16 KiB of it is now read here,
+        // on the connection's own thread; a longer one (a picture) is handed on with what
+        // was read so far.
+        let mut decoder = Decoder::new(source_data);
+        let mut prefix = Vec::new();
+        (&mut decoder)
+            .take(16 * 1024 + 1)
+            .read_to_end(&mut prefix)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidInput | ErrorKind::InvalidData => {
+                    RequestCreationError::BadFraming
+                }
+                _ => RequestCreationError::CreationIoError(e),
+            })?;
+        if prefix.len() <= 16 * 1024 {
+            Box::new(Cursor::new(prefix)) as Box<dyn Read + Send + 'static>
+        } else {
+            Box::new(Cursor::new(prefix).chain(FusedReader::new(decoder)))
+                as Box<dyn Read + Send + 'static>
+        }
+    } else if chunked {
         Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
@@ -216,6 +294,9 @@ where
         // TODO: could also be multipart/byteranges
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
     };
+
+    // What the worker reads from here on has no deadline of its own.
+    armed.store(false, Ordering::Relaxed);
 
     Ok(Request {
         data_reader: Some(reader),
@@ -229,6 +310,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        connection_close: false,
     })
 }
 
@@ -438,6 +520,11 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+        let response = if self.connection_close {
+            response.with_connection_close()
+        } else {
+            response
+        };
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -462,6 +549,12 @@ impl Request {
 
     pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
         self.notify_when_responded = Some(sender);
+        self
+    }
+
+    /// gatehouse patch: the response will carry `Connection: close`.
+    pub(crate) fn with_connection_close(mut self) -> Self {
+        self.connection_close = true;
         self
     }
 }
