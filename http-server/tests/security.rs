@@ -1437,3 +1437,68 @@ fn picture_keys_and_tokens_with_injection_are_refused() {
     }
     assert_still_serving(front, &username, &password);
 }
+
+/// `Expect: 100-continue` used to leave any body to the worker, whatever its size, so a client
+/// that sent it and then trickled a small body held the worker. Small bodies are now read on
+/// the connection's thread, which sends the `100 Continue` itself.
+#[test]
+fn a_small_body_behind_expect_100_continue_holds_no_worker() {
+    let backend = Backend::start();
+    let mut config = config(&[backend.addr]);
+    // One worker: if the trickling client holds it, nobody else is served.
+    config.workers = 1;
+    let idle = Duration::from_secs(2);
+    let front = Front::start_with(config, idle);
+    let mut stream = TcpStream::connect(front.addr).unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+              Expect: 100-continue\r\nContent-Length: 200\r\n\r\n",
+        )
+        .unwrap();
+    stream.set_read_timeout(Some(idle * 3)).unwrap();
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 100");
+    let mut writer = stream.try_clone().unwrap();
+    let trickler = thread::spawn(move || {
+        for _ in 0..12 {
+            thread::sleep(Duration::from_millis(250));
+            if writer.write_all(b" ").is_err() {
+                return;
+            }
+        }
+    });
+    thread::sleep(Duration::from_millis(500));
+    let (health, took) = timed(|| get(&front.url("/healthz")));
+    assert_eq!(health.status, 200);
+    assert!(
+        took < idle / 2,
+        "/healthz waited {took:?} behind a client trickling a body after 100 Continue"
+    );
+    // The trickler's connection ends once its body misses the deadline.
+    let started = Instant::now();
+    let _ = stream.read_to_end(&mut Vec::new());
+    assert!(started.elapsed() < idle * 3);
+    trickler.join().unwrap();
+}
+
+/// A chunk-size line of hex digits without end used to grow a buffer for as long as the client
+/// sent it (chunked_transfer's decoder). Now a size line is at most 1 KiB: 400, and the
+/// connection closes.
+#[test]
+fn an_endless_chunk_size_line_is_refused() {
+    let stack = Stack::start();
+    let front = &stack.front;
+    let mut stream = TcpStream::connect(front.addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(CHUNKED_USERS_HEAD.as_bytes()).unwrap();
+    // 64 KiB of hex digits, far past the limit; the server may close before taking them all.
+    let _ = stream.write_all(&[b'1'; 64 * 1024]);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let (username, password, _) = new_session(front);
+    assert_still_serving(front, &username, &password);
+}

@@ -184,14 +184,43 @@ impl Db {
     }
 
     /// Whether the database answers: at once if a statement succeeded within the last
-    /// second, else by an empty query. What `Ping` reports, so that readiness follows the
-    /// database.
+    /// second, else by an empty query, waiting at most 250 ms for a connection. What `Ping`
+    /// reports, so that readiness follows the database; it stays cheap because http-server
+    /// pings idle sockets with a short deadline. Dead connections left by a database restart
+    /// are discarded one after another, so the first check after it already says ready.
     pub fn check(&self) -> Result<(), DbError> {
         let last = self.last_success_ms.load(Ordering::Relaxed);
         if last != 0 && self.elapsed_ms().saturating_sub(last) < 1_000 {
             return Ok(());
         }
-        self.run_once(&mut |conn| conn.client.simple_query("").map(|_| ()))
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = if self.failing_fast() {
+                self.pool.try_get()
+            } else {
+                self.pool.get_timeout(Duration::from_millis(250)).ok()
+            }
+            .ok_or_else(|| DbError::Unavailable("no database connection".to_owned()))?;
+            match conn.client.simple_query("") {
+                Ok(_) => {
+                    self.last_success_ms
+                        .store(self.elapsed_ms(), Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(error)
+                    if error.is_closed() || conn.client.is_closed() || is_shutdown(&error) => {}
+                Err(error) => return Err(DbError::Query(error)),
+            }
+        }
+        Err(DbError::Unavailable(
+            "every database connection was dead".to_owned(),
+        ))
+    }
+
+    /// Connecting fails and no connection is open: waiting for one would be for nothing.
+    /// With connections open (the database is up but refuses more, say), requests still wait
+    /// for one of them.
+    fn failing_fast(&self) -> bool {
+        self.reachability.down.load(Ordering::Relaxed) && self.pool.state().connections == 0
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -250,15 +279,15 @@ impl Db {
         })
     }
 
-    /// A pooled connection. While connecting fails, only a connection that is already open is
-    /// taken: waiting out the checkout timeout would hold a worker per request for nothing.
+    /// A pooled connection. While connecting fails and none is open, the request fails at
+    /// once: waiting out the checkout timeout would hold a worker per request for nothing.
     /// r2d2 keeps trying to connect in the background, and its first success ends this. The
     /// wait is sliced so a request that began before the failure was noticed stops waiting too.
     fn checkout(&self) -> Result<r2d2::PooledConnection<PgManager>, DbError> {
         let unreachable = || DbError::Unavailable("the database cannot be reached".to_owned());
         let deadline = Instant::now() + self.pool.connection_timeout();
         loop {
-            if self.reachability.down.load(Ordering::Relaxed) {
+            if self.failing_fast() {
                 return self.pool.try_get().ok_or_else(unreachable);
             }
             let slice = deadline

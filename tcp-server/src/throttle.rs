@@ -27,9 +27,9 @@ pub struct ThrottleConfig {
     pub per_username: u32,
     /// The window. Defaults to 5 minutes.
     pub window: Duration,
-    /// Counts kept at most. When full, expired counts are dropped; if none has expired, new
-    /// failures go uncounted (and are logged) rather than growing memory without bound.
-    /// Defaults to 200,000 (about 10 MB).
+    /// Counts kept at most. When full, expired counts are dropped, then single failures; if
+    /// that frees nothing, new keys go uncounted (logged once a minute) rather than growing
+    /// memory without bound. Defaults to 200,000 (about 10 MB).
     pub max_tracked: usize,
 }
 
@@ -56,6 +56,7 @@ struct Counts {
     /// and the table's size does not depend on the lengths of what attackers send.
     by_key: HashMap<u64, Count>,
     last_sweep: Option<Instant>,
+    last_warning: Option<Instant>,
 }
 
 /// The throttle shared by every worker.
@@ -85,6 +86,7 @@ impl LoginThrottle {
             counts: Mutex::new(Counts {
                 by_key: HashMap::new(),
                 last_sweep: None,
+                last_warning: None,
             }),
         }
     }
@@ -100,14 +102,15 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(time left)` when attempts under `keys` are refused for now.
-    pub fn check(&self, keys: Keys) -> Result<(), Duration> {
-        let counts = self.counts.lock();
-        if counts.by_key.is_empty() {
-            return Ok(());
-        }
+    /// Starts an attempt: `Err(time left)` when attempts under `keys` are refused for now;
+    /// otherwise the attempt is counted as a failure at once, under the same lock, so guesses
+    /// sent in parallel cannot all pass before any of them is counted. Settle it with
+    /// [`LoginThrottle::succeeded`] or [`LoginThrottle::abandoned`]; a wrong password needs
+    /// nothing more.
+    pub fn begin(&self, keys: Keys) -> Result<(), Duration> {
         let now = Instant::now();
-        let refused = |key: u64, limit: u32| {
+        let mut counts = self.counts.lock();
+        let refused = |counts: &Counts, key: u64, limit: u32| {
             counts
                 .by_key
                 .get(&key)
@@ -115,24 +118,15 @@ impl LoginThrottle {
                 .map(|count| count.window_ends - now)
         };
         match (
-            refused(keys.client, self.config.per_client),
-            refused(keys.username, self.config.per_username),
+            refused(&counts, keys.client, self.config.per_client),
+            refused(&counts, keys.username, self.config.per_username),
         ) {
-            (None, None) => Ok(()),
-            (a, b) => Err(a.max(b).unwrap_or_default()),
+            (None, None) => {}
+            (a, b) => return Err(a.max(b).unwrap_or_default()),
         }
-    }
-
-    /// Counts a failed attempt.
-    pub fn failed(&self, keys: Keys) {
-        let now = Instant::now();
-        let mut counts = self.counts.lock();
         for key in [keys.client, keys.username] {
             if !counts.by_key.contains_key(&key) && !counts.make_room(&self.config, now) {
-                log::warn!(
-                    "login throttle full ({} counts): a failed login goes uncounted",
-                    counts.by_key.len()
-                );
+                counts.warn_full(now);
                 continue;
             }
             let count = counts.by_key.entry(key).or_insert(Count {
@@ -147,15 +141,23 @@ impl LoginThrottle {
             }
             count.failures = count.failures.saturating_add(1);
         }
+        Ok(())
     }
 
-    /// A successful login forgives that client's failures on that username. The count over
-    /// all clients stays, or a guesser who also knows one password could reset it.
+    /// The password was right: that client's failures on that username are forgiven, and the
+    /// attempt no longer counts over all clients. The rest of that count stays, or a guesser
+    /// who also knows one password could reset it.
     pub fn succeeded(&self, keys: Keys) {
         let mut counts = self.counts.lock();
-        if !counts.by_key.is_empty() {
-            counts.by_key.remove(&keys.client);
-        }
+        counts.by_key.remove(&keys.client);
+        counts.uncount(keys.username);
+    }
+
+    /// The attempt was not judged (the database was unavailable): it does not count.
+    pub fn abandoned(&self, keys: Keys) {
+        let mut counts = self.counts.lock();
+        counts.uncount(keys.client);
+        counts.uncount(keys.username);
     }
 
     /// Counts held, for the stats.
@@ -165,8 +167,21 @@ impl LoginThrottle {
 }
 
 impl Counts {
-    /// Whether one more key fits, dropping expired counts if the table is full. Sweeps at most
-    /// once a second (or window), so a flood of distinct names cannot turn every failure into a full scan.
+    /// Takes back one counted attempt; a count left at zero goes, so successful logins leave
+    /// nothing behind in the table.
+    fn uncount(&mut self, key: u64) {
+        if let Some(count) = self.by_key.get_mut(&key) {
+            count.failures = count.failures.saturating_sub(1);
+            if count.failures == 0 {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// Whether one more key fits. When the table is full, expired counts are dropped, then
+    /// counts of a single failure (what a flood of distinct names leaves), so a guesser's
+    /// count on a real target outlives the flood. Sweeps at most once a second (or window),
+    /// so a flood cannot turn every attempt into a full scan.
     fn make_room(&mut self, config: &ThrottleConfig, now: Instant) -> bool {
         if self.by_key.len() < config.max_tracked {
             return true;
@@ -180,7 +195,25 @@ impl Counts {
         }
         self.last_sweep = Some(now);
         self.by_key.retain(|_, count| count.window_ends > now);
+        if self.by_key.len() >= config.max_tracked {
+            self.by_key.retain(|_, count| count.failures > 1);
+        }
         self.by_key.len() < config.max_tracked
+    }
+
+    /// At most one warning a minute, however many attempts go uncounted.
+    fn warn_full(&mut self, now: Instant) {
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+        {
+            self.last_warning = Some(now);
+            log::warn!(
+                "login throttle full ({} counts of two failures or more): new attempts go \
+                 uncounted until counts expire",
+                self.by_key.len()
+            );
+        }
     }
 }
 
@@ -202,52 +235,102 @@ mod tests {
         let t = throttle(3, 100, Duration::from_secs(60));
         let guesser = t.keys("alice", Some("10.0.0.1"));
         for _ in 0..3 {
-            assert!(t.check(guesser).is_ok());
-            t.failed(guesser);
+            assert!(t.begin(guesser).is_ok());
         }
-        let left = t.check(guesser).unwrap_err();
+        let left = t.begin(guesser).unwrap_err();
         assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
-        assert!(t.check(t.keys("alice", Some("10.0.0.2"))).is_ok());
-        assert!(t.check(t.keys("bob", Some("10.0.0.1"))).is_ok());
+        assert!(t.begin(t.keys("alice", Some("10.0.0.2"))).is_ok());
+        assert!(t.begin(t.keys("bob", Some("10.0.0.1"))).is_ok());
+    }
+
+    #[test]
+    fn attempts_in_flight_count_so_parallel_guesses_cannot_pass_the_limit() {
+        let t = throttle(3, 100, Duration::from_secs(60));
+        let keys = t.keys("alice", Some("10.0.0.1"));
+        // Three begun, none settled yet: the fourth is refused.
+        for _ in 0..3 {
+            assert!(t.begin(keys).is_ok());
+        }
+        assert!(t.begin(keys).is_err());
+        // One turned out not to be judged (the database was down): it gives its place back.
+        t.abandoned(keys);
+        assert!(t.begin(keys).is_ok());
+        assert!(t.begin(keys).is_err());
     }
 
     #[test]
     fn the_username_limit_holds_guessers_spread_over_many_clients() {
         let t = throttle(3, 5, Duration::from_secs(60));
         for i in 0..5 {
-            t.failed(t.keys("alice", Some(&format!("10.0.0.{i}"))));
+            assert!(
+                t.begin(t.keys("alice", Some(&format!("10.0.0.{i}"))))
+                    .is_ok()
+            );
         }
-        assert!(t.check(t.keys("alice", Some("10.9.9.9"))).is_err());
-        assert!(t.check(t.keys("bob", Some("10.9.9.9"))).is_ok());
+        assert!(t.begin(t.keys("alice", Some("10.9.9.9"))).is_err());
+        assert!(t.begin(t.keys("bob", Some("10.9.9.9"))).is_ok());
     }
 
     #[test]
     fn a_refusal_ends_with_its_window_and_success_forgives_the_client() {
         let t = throttle(2, 100, Duration::from_millis(50));
         let keys = t.keys("alice", None);
-        t.failed(keys);
-        t.failed(keys);
-        assert!(t.check(keys).is_err());
+        assert!(t.begin(keys).is_ok());
+        assert!(t.begin(keys).is_ok());
+        assert!(t.begin(keys).is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(t.check(keys).is_ok());
-        t.failed(keys);
+        assert!(t.begin(keys).is_ok());
         t.succeeded(keys);
-        t.failed(keys);
+        assert!(t.begin(keys).is_ok());
         assert!(
-            t.check(keys).is_ok(),
+            t.begin(keys).is_ok(),
             "the success reset the client's count"
         );
     }
 
     #[test]
-    fn memory_is_bounded_and_expired_counts_make_room() {
+    fn memory_is_bounded_and_a_flood_of_names_does_not_evict_a_real_count() {
+        let t = throttle(5, 1000, Duration::from_secs(60));
+        let target = t.keys("victim", Some("10.0.0.1"));
+        for _ in 0..4 {
+            assert!(t.begin(target).is_ok());
+        }
+        // A flood of single failures on distinct names fills the table and is evicted...
+        for i in 0..300 {
+            let _ = t.begin(t.keys(&format!("junk{i}"), Some("10.0.0.1")));
+        }
+        assert!(t.tracked() <= 100);
+        // ...while the target's four failures survive: one more is allowed, then refused.
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = t.begin(t.keys("more-junk", None));
+        assert!(t.begin(target).is_ok());
+        assert!(t.begin(target).is_err());
+    }
+
+    #[test]
+    fn successful_logins_leave_nothing_in_the_table() {
+        let t = throttle(3, 100, Duration::from_secs(60));
+        for i in 0..50 {
+            let keys = t.keys(&format!("user{i}"), Some("10.0.0.1"));
+            assert!(t.begin(keys).is_ok());
+            t.succeeded(keys);
+        }
+        assert_eq!(t.tracked(), 0);
+        let keys = t.keys("alice", None);
+        assert!(t.begin(keys).is_ok());
+        t.abandoned(keys);
+        assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn expired_counts_make_room() {
         let t = throttle(1, 1, Duration::from_millis(50));
         for i in 0..200 {
-            t.failed(t.keys(&format!("user{i}"), None));
+            let _ = t.begin(t.keys(&format!("user{i}"), None));
         }
         assert_eq!(t.tracked(), 100);
         std::thread::sleep(Duration::from_millis(60));
-        t.failed(t.keys("late", None));
+        let _ = t.begin(t.keys("late", None));
         assert_eq!(t.tracked(), 2, "the sweep dropped every expired count");
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn run(
 ) -> Result<Response, OpError> {
     let key = rules::username_key(username);
     let throttle = ctx.throttle.keys(&key, client);
-    if let Err(left) = ctx.throttle.check(throttle) {
+    if let Err(left) = ctx.throttle.begin(throttle) {
         // Refused before the password is looked at, or the guess would still be tested.
         ctx.stats.logins_throttled.fetch_add(1, Ordering::Relaxed);
         return Err(OpError(ErrorReply {
@@ -33,10 +33,19 @@ pub(super) fn run(
             message: "too many failed logins for this username; try again later".to_owned(),
         }));
     }
-    let refused = || {
-        ctx.throttle.failed(throttle);
-        OpError::new(ErrorCode::InvalidCredentials, "wrong username or password")
-    };
+    // The attempt already counts as a failure; a success or an attempt that could not be
+    // judged gives that back.
+    let result = check(ctx, username, &key, password);
+    match &result {
+        Ok(_) => ctx.throttle.succeeded(throttle),
+        Err(error) if error.0.code == ErrorCode::InvalidCredentials => {}
+        Err(_) => ctx.throttle.abandoned(throttle),
+    }
+    result
+}
+
+fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Response, OpError> {
+    let refused = || OpError::new(ErrorCode::InvalidCredentials, "wrong username or password");
     // A name that breaks the rules cannot exist; it still costs one verification, so that no
     // answer comes back faster than the others.
     if rules::check_username(username).is_err() {
@@ -55,7 +64,6 @@ pub(super) fn run(
     let Verified::Match { needs_rehash } = ctx.hasher.verify(password, &stored) else {
         return Err(refused());
     };
-    ctx.throttle.succeeded(throttle);
     let profile = profile_from(&row);
     if needs_rehash {
         rehash(ctx, profile.id, password);

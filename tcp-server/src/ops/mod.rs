@@ -44,12 +44,16 @@ pub struct Context {
 /// input.
 pub fn handle(ctx: &Context, request: Request) -> Response {
     let result = match request {
-        // Ping is the readiness check: a server without its database cannot serve.
-        Request::Ping => ctx
-            .db
-            .check()
-            .map(|()| Response::Pong)
-            .map_err(OpError::from),
+        // Ping is the readiness check: a server without its database cannot serve. Not
+        // logged: the outage is logged once by the database pool, and idle sockets are pinged
+        // every few seconds.
+        Request::Ping => ctx.db.check().map(|()| Response::Pong).map_err(|_| {
+            OpError(ErrorReply {
+                code: ErrorCode::Unavailable,
+                retry_after_ms: 1_000,
+                message: "the database is unavailable".to_owned(),
+            })
+        }),
         Request::Register {
             username,
             password,

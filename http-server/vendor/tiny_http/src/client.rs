@@ -155,6 +155,12 @@ impl ClientConnection {
                     if headers.len() >= MAX_HEADERS {
                         return Err(ReadError::HeadTooLarge);
                     }
+                    // gatehouse patch: a folded line (obs-fold, starting with a space or tab)
+                    // was trimmed and read as a header of its own, where a proxy that unfolds
+                    // it reads it as part of the previous one (RFC 9112 section 5.2: reject).
+                    if line.as_str().starts_with([' ', '\t']) {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,

@@ -176,6 +176,19 @@ impl Connections {
     }
 }
 
+/// gatehouse patch: a registered connection, removed from the registry when dropped: after
+/// its thread ends, if that thread panics, or if it never starts (a failed spawn).
+struct Registered {
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.remove(self.id);
+    }
+}
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -374,7 +387,12 @@ impl Server {
                 // gatehouse patch: registered for a graceful stop; a clone that cannot be had
                 // only means this connection closes at its idle timeout instead.
                 let connections = Arc::clone(&inside_connections);
-                let registered = registration.and_then(|socket| connections.add(socket));
+                let mut registered = registration
+                    .and_then(|socket| connections.add(socket))
+                    .map(|id| Registered {
+                        id,
+                        connections: Arc::clone(&connections),
+                    });
                 let mut client = Some(client);
                 tasks_pool.spawn(Box::new(move || {
                     if let Some(client) = client.take() {
@@ -404,9 +422,7 @@ impl Server {
                             }
                         }
                     }
-                    if let Some(id) = registered {
-                        connections.remove(id);
-                    }
+                    drop(registered.take());
                 }));
             }
             log::debug!("Terminating accept thread");

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedDecoder, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -168,7 +167,7 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     source_data: R,
-    writer: W,
+    mut writer: W,
     body_deadline: Option<Duration>,
 ) -> Result<Request, RequestCreationError>
 where
@@ -228,6 +227,21 @@ where
     // gatehouse patch: the bodies read below on the connection's thread must arrive in full
     // within `body_deadline`, so a client trickling one (a byte every few seconds never trips
     // the per-read timeout) is answered 408; a longer body goes on to the worker unbounded.
+    // gatehouse patch: with `Expect: 100-continue` the body was left to the worker, whatever
+    // its size, so such a client could trickle it and hold the worker. A body read here gets
+    // its `100 Continue` from here.
+    let read_here = chunked || content_length.is_some_and(|len| len > 0 && len <= 16 * 1024);
+    if expects_continue && read_here {
+        Response::new_empty(StatusCode(100)).raw_print(
+            &mut writer,
+            version.clone(),
+            &headers,
+            true,
+            None,
+        )?;
+        writer.flush()?;
+    }
+    let expects_continue = expects_continue && !read_here;
     let armed = Arc::new(AtomicBool::new(true));
     let mut source_data = Deadline {
         inner: source_data,
@@ -269,7 +283,7 @@ where
         // held a worker. Like a small fixed-length body, up to 16 KiB of it is now read here,
         // on the connection's own thread; a longer one (a picture) is handed on with what
         // was read so far.
-        let mut decoder = Decoder::new(source_data);
+        let mut decoder = ChunkedDecoder::new(source_data);
         let mut prefix = Vec::new();
         (&mut decoder)
             .take(16 * 1024 + 1)
@@ -287,7 +301,7 @@ where
                 as Box<dyn Read + Send + 'static>
         }
     } else if chunked {
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(FusedReader::new(ChunkedDecoder::new(source_data))) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
