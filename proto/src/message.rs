@@ -457,13 +457,7 @@ impl Request {
             kind::LOGIN => Request::Login {
                 username: r.string("username")?,
                 password: Secret(r.string("password")?),
-                // A body that ends after the password comes from an http-server older than
-                // this field: the client is unknown. So tcp-servers can be upgraded first.
-                client: if r.remaining() == 0 {
-                    None
-                } else {
-                    r.opt_string("client")?
-                },
+                client: r.opt_string("client")?,
             },
             kind::LOGOUT => Request::Logout {
                 token: Secret(r.string("token")?),

@@ -111,23 +111,6 @@ fn request_bodies_follow_the_specification() {
     assert_layout(Request::Stats, 0x09, b());
 }
 
-/// A Login from before the `client` field (the body ends after the password) still decodes,
-/// with no client, so tcp-servers can be upgraded before the http-servers that talk to them.
-#[test]
-fn a_login_without_the_client_field_decodes_with_no_client() {
-    let bytes = frame(kind::LOGIN, 7, Body::new().str("alice").str("pw"));
-    let (decoded, used) = decode::<Request>(&bytes).unwrap().unwrap();
-    assert_eq!(used, bytes.len());
-    assert_eq!(
-        decoded.message,
-        Request::Login {
-            username: "alice".into(),
-            password: Secret::new("pw"),
-            client: None,
-        }
-    );
-}
-
 #[test]
 fn response_bodies_follow_the_specification() {
     let b = Body::new;

@@ -189,6 +189,7 @@ fn body_errors_in_requests() {
         case("ping with a body", f(kind::PING, b().u8(0)), trailing(1)),
         case("stats request with a body", f(kind::STATS, b().u32(0)), trailing(4)),
         case("login with extra bytes", f(kind::LOGIN, ok(b()).u8(0).raw(&[1, 2, 3])), trailing(3)),
+        case("login without the client's presence byte", f(kind::LOGIN, ok(b())), truncated("client")),
         case("login, client presence byte 2", f(kind::LOGIN, ok(b()).u8(2)), tag("client", 2)),
         case("register with a second presence byte", f(kind::REGISTER, ok(b()).u8(0).u8(0)), trailing(1)),
         case("set picture with a byte after the image", f(kind::SET_PICTURE, b().str("tok").blob(&[9; 16]).u8(0)), trailing(1)),
