@@ -1,6 +1,6 @@
-//! API v1 and the operational endpoints: the routing table, and for each route how the HTTP
-//! request becomes a proto request and the proto response becomes JSON. The contract is
-//! `docs/openapi.yaml`; a test holds the two together.
+//! API v1, the operational endpoints and the web pages: the routing table, and for each API
+//! route how the HTTP request becomes a proto request and the proto response becomes JSON. The
+//! contract is `docs/openapi.yaml`; a test holds the two together.
 
 use std::io;
 use std::thread;
@@ -15,6 +15,7 @@ use crate::Config;
 use crate::backend::{Backends, CallError};
 use crate::http::{self, ApiError, Reply};
 use crate::metrics::Metrics;
+use crate::web::{self, Web};
 
 /// Where pictures are served; a profile's `picture_url` is this plus the picture's key.
 pub const PICTURES_PATH: &str = "/api/v1/pictures/";
@@ -31,12 +32,17 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// A web page (`/`, `/signup`, `/login`, `/profile`).
+    Page,
+    /// A page's script, style sheet or icon.
+    Asset,
     /// No route matched.
     Unknown,
 }
 
 impl Route {
-    pub const ALL: [Route; 10] = [
+    /// In declaration order (metrics index by the discriminant).
+    pub const ALL: [Route; 12] = [
         Route::Users,
         Route::Sessions,
         Route::CurrentSession,
@@ -46,6 +52,8 @@ impl Route {
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::Page,
+        Route::Asset,
         Route::Unknown,
     ];
 
@@ -61,6 +69,8 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::Page => "/{page}",
+            Route::Asset => "/assets/{file}",
             Route::Unknown => "unknown",
         }
     }
@@ -72,9 +82,20 @@ impl Route {
             Route::CurrentSession => "DELETE",
             Route::Me => "GET, PATCH",
             Route::MePicture => "PUT",
-            Route::Picture | Route::Healthz | Route::Readyz | Route::Metrics => "GET",
+            Route::Picture
+            | Route::Healthz
+            | Route::Readyz
+            | Route::Metrics
+            | Route::Page
+            | Route::Asset => "GET",
             Route::Unknown => "",
         }
+    }
+
+    /// Whether `docs/openapi.yaml` describes the route: the API and the operational endpoints,
+    /// not the pages.
+    pub fn is_api(self) -> bool {
+        !matches!(self, Route::Page | Route::Asset)
     }
 
     fn of(path: &str) -> Route {
@@ -87,7 +108,9 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/" | "/signup" | "/login" | "/profile" => Route::Page,
             _ if path.starts_with(PICTURES_PATH) => Route::Picture,
+            _ if path.starts_with("/assets/") => Route::Asset,
             _ => Route::Unknown,
         }
     }
@@ -107,6 +130,8 @@ pub struct Api {
     drain: Sender<(tiny_http::Request, Reply)>,
     max_json_body: usize,
     max_picture_body: usize,
+    secure_cookies: bool,
+    web: Web,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +177,9 @@ impl From<Profile> for ProfileBody {
 
 #[derive(Serialize)]
 struct SessionBody {
-    token: String,
+    /// Left out when the session went into the cookie, so no script on the pages sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
     expires_at: String,
     user: ProfileBody,
 }
@@ -181,6 +208,8 @@ impl Api {
             drain,
             max_json_body: config.max_json_body,
             max_picture_body: config.max_picture_body,
+            secure_cookies: config.secure_cookies,
+            web: Web::new(),
         })
     }
 
@@ -257,6 +286,7 @@ impl Api {
             (Route::Healthz, Get) => Ok(Reply::json(200, &StatusBody { status: "ok" })),
             (Route::Readyz, Get) => self.readyz(),
             (Route::Metrics, Get) => Ok(self.metrics()),
+            (Route::Page | Route::Asset, Get) => Ok(self.page(request, path)),
             (route, _) => Err(ApiError::method_not_allowed(route.allow())),
         };
         result.unwrap_or_else(|error| error.reply())
@@ -276,6 +306,13 @@ impl Api {
     }
 
     fn login(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
+        // `?cookie=true`: the pages' login. The session goes into the HttpOnly cookie instead
+        // of the body, and only from this site's own pages (else another site could log a
+        // visitor into an account of its choosing).
+        let cookie = http::query_flag(request, "cookie")?;
+        if cookie {
+            http::same_origin(request)?;
+        }
         let body: LoginBody = http::read_json(request, self.max_json_body)?;
         let request = Request::Login {
             username: body.username,
@@ -286,28 +323,50 @@ impl Api {
                 .map(|peer| peer.ip().to_canonical().to_string()),
         };
         match self.call(&request, true)? {
-            Response::LoggedIn(session) => Ok(Reply::json(
-                200,
-                &SessionBody {
-                    token: session.token.expose().to_owned(),
+            Response::LoggedIn(session) => {
+                let token = session.token.expose().to_owned();
+                let body = SessionBody {
+                    token: (!cookie).then(|| token.clone()),
                     expires_at: rfc3339(session.expires_at),
                     user: session.profile.into(),
-                },
-            )),
+                };
+                let reply = Reply::json(200, &body).with_header("Cache-Control", "no-store");
+                if !cookie {
+                    return Ok(reply);
+                }
+                let lifetime = session.expires_at - unix_now();
+                let set = http::set_session_cookie(&token, lifetime, self.secure_cookies);
+                Ok(reply.with_header("Set-Cookie", &set))
+            }
             other => Err(unexpected(other)),
         }
     }
 
     fn logout(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::bearer_token(request)?);
-        match self.call(&Request::Logout { token }, true)? {
-            Response::LoggedOut => Ok(Reply::empty(204)),
-            other => Err(unexpected(other)),
+        let outcome = http::session_token(request).and_then(|token| {
+            match self.call(
+                &Request::Logout {
+                    token: Secret::new(token),
+                },
+                true,
+            )? {
+                Response::LoggedOut => Ok(Reply::empty(204)),
+                other => Err(unexpected(other)),
+            }
+        });
+        // A page's logout removes the cookie whatever became of the session (revoked before,
+        // expired), so the browser is logged out either way; but not for another site.
+        let cross_site = matches!(&outcome, Err(error) if error.status == 403);
+        if http::uses_session_cookie(request) && !cross_site {
+            let reply = outcome.unwrap_or_else(|error| error.reply());
+            let clear = http::clear_session_cookie(self.secure_cookies);
+            return Ok(reply.with_header("Set-Cookie", &clear));
         }
+        outcome
     }
 
     fn profile(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::bearer_token(request)?);
+        let token = Secret::new(http::session_token(request)?);
         match self.call(&Request::GetProfile { token }, true)? {
             Response::Profile(profile) => Ok(Reply::json(200, &ProfileBody::from(profile))),
             other => Err(unexpected(other)),
@@ -315,7 +374,7 @@ impl Api {
     }
 
     fn update_nickname(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::bearer_token(request)?);
+        let token = Secret::new(http::session_token(request)?);
         let body: NicknameBody = http::read_json(request, self.max_json_body)?;
         let request = Request::UpdateNickname {
             token,
@@ -328,7 +387,7 @@ impl Api {
     }
 
     fn set_picture(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::bearer_token(request)?);
+        let token = Secret::new(http::session_token(request)?);
         let declared = http::media_type(request);
         if !ImageFormat::ALL
             .iter()
@@ -374,6 +433,22 @@ impl Api {
                 Ok(picture_headers(reply, &etag))
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// A page or asset. The profile page needs a session: without the cookie it sends the
+    /// browser to the login page (a revoked or expired cookie is found out by the page's
+    /// first API call, which does the same).
+    fn page(&self, request: &tiny_http::Request, path: &str) -> Reply {
+        let signed_in = http::session_cookie(request).is_some();
+        match path {
+            "/" if signed_in => web::redirect("/profile"),
+            "/" => web::redirect("/login"),
+            "/profile" if !signed_in => web::redirect("/login?from=profile"),
+            _ => match self.web.file(path) {
+                Some(file) => self.web.reply(file, request),
+                None => ApiError::not_found().reply(),
+            },
         }
     }
 
@@ -486,6 +561,10 @@ fn unexpected(response: Response) -> ApiError {
         response.kind()
     );
     ApiError::new(502, "bad_gateway", "the service answered unexpectedly")
+}
+
+fn unix_now() -> i64 {
+    UNIX_EPOCH.elapsed().map_or(0, |now| now.as_secs() as i64)
 }
 
 /// Unix seconds as RFC 3339 (`2026-11-25T09:00:00Z`).

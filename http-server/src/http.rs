@@ -1,5 +1,6 @@
-//! What every handler shares: the JSON error body, replies, bounded body reads and the few
-//! request headers the API looks at.
+//! What every handler shares: the JSON error body, replies, bounded body reads, the session
+//! (bearer token or cookie, and the cross-site check on the cookie) and the few request headers
+//! the API looks at.
 
 use std::io::{self, Read};
 
@@ -112,7 +113,7 @@ impl ApiError {
         ApiError::new(
             401,
             "unauthorized",
-            "a valid session token is required (Authorization: Bearer <token>)",
+            "a valid session is required (Authorization: Bearer <token>, or the session cookie)",
         )
     }
 
@@ -179,19 +180,120 @@ pub fn media_type(request: &Request) -> Option<String> {
     })
 }
 
+/// The cookie that carries the session for the web pages: HttpOnly, so no script reads it, and
+/// SameSite=Strict, so the browser sends it only with requests from the pages themselves.
+pub const SESSION_COOKIE: &str = "gatehouse_session";
+
+/// The session token of a request: the bearer token of the `Authorization` header when there
+/// is one, else the session cookie. A request that changes state on the strength of the cookie
+/// must come from this site's own pages (see [`same_origin`]); the bearer token needs no such
+/// check, since a browser never adds it to a request by itself.
+pub fn session_token(request: &Request) -> Result<String, ApiError> {
+    if header_value(request, "Authorization").is_some() {
+        return bearer_token(request);
+    }
+    let token = session_cookie(request).ok_or_else(ApiError::unauthorized)?;
+    if !matches!(request.method(), tiny_http::Method::Get) {
+        same_origin(request)?;
+    }
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(token.to_owned())
+}
+
+/// Whether the request carries the session cookie and no `Authorization` header, so the
+/// session it names is the cookie's.
+pub fn uses_session_cookie(request: &Request) -> bool {
+    header_value(request, "Authorization").is_none() && session_cookie(request).is_some()
+}
+
+/// The value of the session cookie, from any `Cookie` header.
+pub fn session_cookie(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Cookie"))
+        .flat_map(|h| h.value.as_str().split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// Refuses (403 `cross_site_request`) a request whose `Origin` is not this server: a browser
+/// sends `Origin` with every POST, PUT, PATCH and DELETE, and another site cannot forge it.
+/// SameSite=Strict already keeps the cookie off cross-site requests in current browsers; this
+/// holds where it does not (older browsers, a sibling subdomain that shares the site).
+pub fn same_origin(request: &Request) -> Result<(), ApiError> {
+    let origin = header_value(request, "Origin");
+    let host = header_value(request, "Host");
+    let authority = origin
+        .and_then(|origin| origin.split_once("://"))
+        .map(|(_, authority)| authority);
+    match (authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host.trim()) => Ok(()),
+        _ => Err(ApiError::new(
+            403,
+            "cross_site_request",
+            "a request that uses the session cookie must come from this site's pages (its \
+             Origin header must name this server)",
+        )),
+    }
+}
+
+/// The `Set-Cookie` value that stores a session for `max_age_seconds`.
+pub fn set_session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+        max_age_seconds.max(0)
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie(secure: bool) -> String {
+    set_session_cookie("", 0, secure)
+}
+
+/// Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.
+const MAX_TOKEN_LEN: usize = 512;
+
 /// The bearer token of the `Authorization` header.
-pub fn bearer_token(request: &Request) -> Result<String, ApiError> {
+fn bearer_token(request: &Request) -> Result<String, ApiError> {
     let value = header_value(request, "Authorization").ok_or_else(ApiError::unauthorized)?;
     let (scheme, token) = value
         .trim()
         .split_once(' ')
         .ok_or_else(ApiError::unauthorized)?;
     let token = token.trim();
-    // Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_LEN {
         return Err(ApiError::unauthorized());
     }
     Ok(token.to_owned())
+}
+
+/// Whether the query string of the request's URL has `name=true` (`false` or absent: no); any
+/// other value is a 400.
+pub fn query_flag(request: &Request, name: &str) -> Result<bool, ApiError> {
+    let query = request.url().split_once('?').map_or("", |(_, query)| query);
+    let mut value = false;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, flag) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            value = match flag {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ApiError::new(
+                        400,
+                        "bad_request",
+                        format!("the query parameter {name} must be true or false"),
+                    ));
+                }
+            };
+        }
+    }
+    Ok(value)
 }
 
 /// Reads the body, refusing it with 413 past `limit` bytes without reading further: a declared

@@ -9,6 +9,7 @@
 //! - `http`: what every handler shares: bounded body reads, JSON replies, the error body.
 //! - `backend`: the per-backend socket pools and the choice of a backend for each request.
 //! - `metrics`: counters and histograms, rendered in the Prometheus text format.
+//! - `web`: the web pages and their assets (`http-server/web/`), embedded in the binary.
 //!
 //! # Threads
 //! tiny_http (patched, see `vendor/tiny_http/PATCHES.md`) runs one thread per open connection
@@ -19,6 +20,7 @@ mod api;
 mod backend;
 mod http;
 mod metrics;
+mod web;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -52,6 +54,9 @@ pub struct Config {
     pub max_picture_body: usize,
     /// After a stop is requested, how long requests already received may still be answered.
     pub shutdown_grace: Duration,
+    /// Mark the pages' session cookie `Secure` (browsers then send it over HTTPS only): set it
+    /// when clients reach the server through a TLS proxy.
+    pub secure_cookies: bool,
 }
 
 impl Default for Config {
@@ -62,15 +67,17 @@ impl Default for Config {
             max_json_body: 16 * 1024,
             max_picture_body: 2 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            secure_cookies: false,
         }
     }
 }
 
-/// Every route the server answers, as (method, path template) pairs: what `docs/openapi.yaml`
-/// must describe, no more and no less.
+/// Every API route the server answers, as (method, path template) pairs: what
+/// `docs/openapi.yaml` must describe, no more and no less. (The web pages are not part of it.)
 pub fn routes() -> Vec<(&'static str, &'static str)> {
     api::Route::ALL
         .iter()
+        .filter(|route| route.is_api())
         .flat_map(|route| {
             route
                 .allow()

@@ -59,6 +59,10 @@ struct Cli {
     /// After SIGINT/SIGTERM, how long requests already received may still be answered.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
+    /// Mark the web pages' session cookie Secure (sent over HTTPS only); set it when clients
+    /// reach this server through a TLS-terminating proxy.
+    #[arg(long)]
+    secure_cookies: bool,
     /// The listener's accept backlog (capped by net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     backlog: i32,
@@ -94,6 +98,7 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
         max_json_body: cli.max_json_body as usize,
         max_picture_body: cli.max_picture_body as usize,
         shutdown_grace: cli.shutdown_grace,
+        secure_cookies: cli.secure_cookies,
     };
     let listener = http_server::bind(&Listen {
         address: cli.listen,

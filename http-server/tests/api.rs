@@ -798,7 +798,9 @@ fn unknown_paths_are_not_found() {
     let stack = Stack::start();
     let front = &stack.front;
     for path in [
-        "/",
+        "/index.html",
+        "/profile/",
+        "/assets",
         "/api",
         "/api/v1",
         "/api/v1/",

@@ -108,8 +108,43 @@ fn every_answer_the_server_gives_is_documented() {
         sessions,
         &send_json("POST", &front.url(sessions), None, &wrong),
     );
+    // The pages' login, from the site, from elsewhere, and with a bad flag.
+    let body = serde_json::to_vec(&account).unwrap();
+    let cookie_login = |query: &str, origin: &str| {
+        send(
+            "POST",
+            &front.url(&format!("{sessions}{query}")),
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            Some(&body),
+        )
+    };
+    check("POST", sessions, &cookie_login("?cookie=true", &front.base));
+    check(
+        "POST",
+        sessions,
+        &cookie_login("?cookie=true", "http://evil.example"),
+    );
+    check(
+        "POST",
+        sessions,
+        &cookie_login("?cookie=maybe", &front.base),
+    );
     let token = login.json()["token"].as_str().unwrap().to_owned();
     let me = "/api/v1/me";
+    let jar = format!("gatehouse_session={token}");
+    let nickname_body = serde_json::to_vec(&json!({"nickname": "x"})).unwrap();
+    let cross_site = send(
+        "PATCH",
+        &front.url(me),
+        &[("Cookie", &jar), ("Content-Type", "application/json")],
+        Some(&nickname_body),
+    );
+    check("PATCH", me, &cross_site);
+    check(
+        "GET",
+        me,
+        &send("GET", &front.url(me), &[("Cookie", &jar)], None),
+    );
     check("GET", me, &send_auth("GET", &front.url(me), &token));
     let nickname = json!({"nickname": "猫 🐱"});
     check(

@@ -325,6 +325,8 @@ impl Answer {
 pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Answer {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // A redirect is an answer to look at (the pages answer 303), not one to follow.
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .into();

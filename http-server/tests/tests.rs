@@ -5,6 +5,8 @@ mod support;
 
 mod api;
 mod backends;
+mod browser;
 mod openapi;
 mod robustness;
 mod security;
+mod web;

@@ -1,0 +1,448 @@
+//! The web pages in a real browser: headless Chromium (Debian's `chromium` package) walks the
+//! whole path a person takes against the real servers and PostgreSQL, and saves a screenshot
+//! of each page under `target/tmp/browser-screenshots/`. Needs Chromium at `/usr/bin/chromium`
+//! (or `$CHROMIUM`), and fails, never skips, without it; `scripts/test` installs it.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use headless_chrome::protocol::cdp::Emulation;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::{Browser, LaunchOptions, Tab};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// How long the pages get to react to a click or a navigation.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Headless Chromium with a fresh profile, in the flags this machine needs: no sandbox (root,
+/// containers), no GPU, and none of Chromium's own network traffic (the network is closed).
+struct Chromium {
+    browser: Browser,
+    profile_dir: PathBuf,
+}
+
+impl Chromium {
+    fn launch() -> Chromium {
+        let path = PathBuf::from(
+            std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()),
+        );
+        assert!(
+            path.exists(),
+            "{} not found: the browser test needs Chromium (apt-get install chromium; \
+             scripts/test installs it), or CHROMIUM=/path/to/chromium",
+            path.display()
+        );
+        let profile_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("chromium-profile-{}", unique_name("")));
+        std::fs::create_dir_all(&profile_dir).unwrap();
+        let options = LaunchOptions::default_builder()
+            .path(Some(path))
+            .headless(true)
+            .sandbox(false)
+            .enable_gpu(false)
+            .user_data_dir(Some(profile_dir.clone()))
+            .window_size(Some((1000, 900)))
+            .idle_browser_timeout(Duration::from_secs(120))
+            .args(vec![
+                OsStr::new("--disable-background-networking"),
+                OsStr::new("--disable-component-update"),
+                OsStr::new("--disable-quic"),
+                OsStr::new("--no-first-run"),
+            ])
+            .build()
+            .unwrap();
+        let browser = Browser::new(options).expect("starting headless Chromium");
+        Chromium {
+            browser,
+            profile_dir,
+        }
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile_dir);
+    }
+}
+
+/// Where the screenshots go: test artifacts, kept after the run.
+fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn screenshot(tab: &Tab, name: &str) {
+    let png = tab
+        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    let path = screenshot_dir().join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    eprintln!(
+        "screenshot: {} {:?}",
+        path.display(),
+        T0.get_or_init(Instant::now).elapsed()
+    );
+}
+
+/// The value of a JavaScript expression in the page.
+fn js(tab: &Tab, expression: &str) -> Value {
+    tab.evaluate(expression, false)
+        .unwrap_or_else(|error| panic!("evaluating {expression}: {error}"))
+        .value
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until a JavaScript expression is true in the page.
+fn wait_for(tab: &Tab, expression: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // A navigation in progress makes an evaluation fail; try again.
+        if let Ok(object) = tab.evaluate(expression, false)
+            && object.value == Some(Value::Bool(true))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for `{expression}`; the page is {} showing {:?}",
+            tab.get_url(),
+            js(tab, "document.body && document.body.innerText")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(tab: &Tab, selector: &str) -> String {
+    js(
+        tab,
+        &format!("document.querySelector({selector:?}).textContent"),
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+/// Waits for the page at `path` to be the one shown (its script has run).
+fn wait_for_page(tab: &Tab, path: &str) {
+    wait_for(
+        tab,
+        &format!(
+            "location.pathname === {path:?} && document.readyState === 'complete' \
+             && !!document.body.dataset.page"
+        ),
+    );
+}
+
+/// Fills a field: focus, select what is there, and insert the text as a keyboard or an input
+/// method would (one `input` event). headless_chrome's per-key typing costs two DevTools round
+/// trips per character, about 200 ms here, so keys are pressed one by one only where the key
+/// itself is under test (Tab, Enter).
+fn fill(tab: &Tab, selector: &str, value: &str) {
+    js(
+        tab,
+        &format!(
+            "(e => {{ e.focus(); e.select(); return true }})(document.querySelector({selector:?}))"
+        ),
+    );
+    if value.is_empty() {
+        tab.press_key("Delete").unwrap();
+    } else {
+        tab.send_character(value).unwrap();
+    }
+    assert_eq!(
+        js(tab, &format!("document.querySelector({selector:?}).value")),
+        Value::String(value.to_owned()),
+        "typing into {selector}"
+    );
+}
+
+fn click(tab: &Tab, selector: &str) {
+    tab.wait_for_element(selector).unwrap().click().unwrap();
+}
+
+/// Every form field on the page has a label, and nothing is wider than the viewport.
+fn assert_accessible_layout(tab: &Tab) {
+    let problems = js(
+        tab,
+        "[...document.querySelectorAll('input')].filter(i => i.labels.length === 0) \
+           .map(i => 'no label: #' + i.id) \
+           .concat(document.documentElement.scrollWidth > window.innerWidth \
+             ? ['scrolls sideways'] : []).join('; ')",
+    );
+    assert_eq!(
+        problems,
+        Value::String(String::new()),
+        "on {}",
+        tab.get_url()
+    );
+}
+
+/// A phone-sized viewport (390x844 CSS pixels, like a current phone), or the desktop one back.
+fn phone_sized(tab: &Tab, on: bool) {
+    if on {
+        tab.call_method(Emulation::SetDeviceMetricsOverride {
+            width: 390,
+            height: 844,
+            device_scale_factor: 2.0,
+            mobile: true,
+            scale: None,
+            screen_width: None,
+            screen_height: None,
+            position_x: None,
+            position_y: None,
+            dont_set_visible_size: None,
+            screen_orientation: None,
+            viewport: None,
+            display_feature: None,
+            device_posture: None,
+        })
+        .unwrap();
+    } else {
+        tab.call_method(Emulation::ClearDeviceMetricsOverride(None))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_person_signs_up_logs_in_edits_the_profile_and_logs_out_in_chromium() {
+    let stack = Stack::start();
+    let front = &stack.front;
+    let chromium = Chromium::launch();
+    let tab: Arc<Tab> = chromium.browser.new_tab().unwrap();
+    tab.set_default_timeout(WAIT);
+    let username = unique_name("web");
+    let password = "correct horse battery";
+
+    // Sign up: the server's validation messages appear next to the field they are about.
+    tab.navigate_to(&front.url("/signup")).unwrap();
+    wait_for_page(&tab, "/signup");
+    assert_accessible_layout(&tab);
+    screenshot(&tab, "01-signup");
+    fill(&tab, "#username", "no spaces allowed");
+    fill(&tab, "#password", password);
+    click(&tab, "button[type=submit]");
+    wait_for(
+        &tab,
+        "document.querySelector('#username-error').textContent !== ''",
+    );
+    assert!(text(&tab, "#username-error").contains("username"));
+    assert_eq!(text(&tab, "#password-error"), "");
+    assert_eq!(
+        js(
+            &tab,
+            "document.querySelector('#username').getAttribute('aria-invalid')"
+        ),
+        Value::String("true".into())
+    );
+    fill(&tab, "#username", &username);
+    fill(&tab, "#password", "short");
+    click(&tab, "button[type=submit]");
+    wait_for(
+        &tab,
+        "document.querySelector('#password-error').textContent !== ''",
+    );
+    assert_eq!(
+        text(&tab, "#username-error"),
+        "",
+        "the old message is cleared"
+    );
+    assert!(text(&tab, "#password-error").contains("password"));
+    screenshot(&tab, "02-signup-errors");
+    fill(&tab, "#password", password);
+    click(&tab, "button[type=submit]");
+
+    // The new account's profile, then log out.
+    wait_for_page(&tab, "/profile");
+    wait_for(
+        &tab,
+        "document.querySelector('#profile').getAttribute('aria-busy') === 'false'",
+    );
+    assert_eq!(text(&tab, "#username"), username);
+    assert_eq!(
+        js(&tab, "document.querySelector('#nickname').value"),
+        Value::String(username.clone()),
+        "the nickname starts as the username"
+    );
+    assert_eq!(
+        js(&tab, "document.cookie.includes('gatehouse_session')"),
+        Value::Bool(false),
+        "the session cookie is HttpOnly: no script reads it"
+    );
+    click(&tab, "#logout");
+    wait_for_page(&tab, "/login");
+    assert_eq!(text(&tab, "#notice"), "You are logged out.");
+
+    // A wrong password and an unknown user get the same message. Typed and sent with the
+    // keyboard alone.
+    assert_accessible_layout(&tab);
+    fill(&tab, "#username", &username);
+    tab.press_key("Tab").unwrap();
+    tab.type_str("wrong pw").unwrap();
+    tab.press_key("Enter").unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#form-error').textContent !== ''",
+    );
+    let wrong_password = text(&tab, "#form-error");
+    assert_eq!(wrong_password, "Wrong username or password.");
+    screenshot(&tab, "03-login-wrong-password");
+    fill(&tab, "#username", &unique_name("nobody"));
+    fill(&tab, "#password", "not the password");
+    js(
+        &tab,
+        "document.querySelector('#form-error').textContent = ''",
+    );
+    tab.press_key("Enter").unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#form-error').textContent !== ''",
+    );
+    assert_eq!(text(&tab, "#form-error"), wrong_password);
+
+    // Log in.
+    fill(&tab, "#username", &username);
+    fill(&tab, "#password", password);
+    tab.press_key("Enter").unwrap();
+    wait_for_page(&tab, "/profile");
+    wait_for(
+        &tab,
+        "document.querySelector('#profile').getAttribute('aria-busy') === 'false'",
+    );
+
+    // The nickname, with emoji, CJK and markup that must stay text.
+    let nickname = "Ada 🦀 漢字 <b>bold?</b>";
+    fill(&tab, "#nickname", nickname);
+    click(&tab, "#nickname-form button[type=submit]");
+    wait_for(
+        &tab,
+        "document.querySelector('#nickname-status').textContent !== ''",
+    );
+    assert_eq!(text(&tab, "#nickname-status"), "Nickname saved.");
+    assert_eq!(
+        js(&tab, "document.querySelector('#nickname').value"),
+        Value::String(nickname.into())
+    );
+    assert_eq!(
+        js(&tab, "document.querySelectorAll('b').length"),
+        Value::from(0)
+    );
+
+    // A picture: a file that is not an image is refused in the page, one that claims to be a
+    // PNG and is not is refused by the server, and a real PNG is previewed, then uploaded.
+    let files = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique_name("upload"));
+    std::fs::create_dir_all(&files).unwrap();
+    let text_file = files.join("notes.txt");
+    std::fs::write(&text_file, "just text").unwrap();
+    let fake_png = files.join("fake.png");
+    std::fs::write(&fake_png, "not really a PNG").unwrap();
+    let real_png = files.join("avatar.png");
+    std::fs::write(&real_png, avatar_png()).unwrap();
+    let input = tab.wait_for_element("#picture-file").unwrap();
+    input
+        .set_input_files(&[text_file.to_str().unwrap()])
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#picture-error').textContent !== ''",
+    );
+    assert!(text(&tab, "#picture-error").contains("PNG, JPEG, GIF or WebP"));
+    assert_eq!(
+        js(&tab, "document.querySelector('#picture-upload').disabled"),
+        Value::Bool(true)
+    );
+    input
+        .set_input_files(&[fake_png.to_str().unwrap()])
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#picture-upload').disabled === false",
+    );
+    click(&tab, "#picture-upload");
+    wait_for(
+        &tab,
+        "document.querySelector('#picture-error').textContent !== ''",
+    );
+    let refused = text(&tab, "#picture-error");
+    assert!(refused.to_lowercase().contains("image"), "{refused}");
+    input
+        .set_input_files(&[real_png.to_str().unwrap()])
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.querySelector('#picture').src.startsWith('blob:') \
+         && document.querySelector('#picture').complete \
+         && document.querySelector('#picture').naturalWidth > 0",
+    );
+    assert_eq!(text(&tab, "#picture-error"), "");
+    assert_eq!(text(&tab, "#picture-caption"), "Preview: not saved yet");
+    screenshot(&tab, "04-picture-preview");
+    click(&tab, "#picture-upload");
+    wait_for(
+        &tab,
+        "document.querySelector('#picture-status').textContent !== ''",
+    );
+    assert_eq!(text(&tab, "#picture-status"), "Picture saved.");
+    let shown = "document.querySelector('#picture').src.includes('/api/v1/pictures/') \
+         && document.querySelector('#picture').complete \
+         && document.querySelector('#picture').naturalWidth > 0";
+    wait_for(&tab, shown);
+    std::fs::remove_dir_all(&files).unwrap();
+
+    // The policy holds: markup injected into the page cannot run script.
+    js(
+        &tab,
+        "document.body.insertAdjacentHTML('beforeend', \
+         '<img src=\"/nothing\" onerror=\"window.injected = 1\">'); true",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        js(&tab, "typeof window.injected"),
+        Value::String("undefined".into())
+    );
+
+    // Reload: the nickname and the picture come back from the server.
+    tab.reload(true, None).unwrap();
+    wait_for_page(&tab, "/profile");
+    wait_for(
+        &tab,
+        "document.querySelector('#profile').getAttribute('aria-busy') === 'false'",
+    );
+    assert_eq!(
+        js(&tab, "document.querySelector('#nickname').value"),
+        Value::String(nickname.into())
+    );
+    wait_for(&tab, shown);
+    assert_eq!(text(&tab, "#picture-caption"), "Your picture");
+    assert_accessible_layout(&tab);
+    screenshot(&tab, "05-profile");
+    phone_sized(&tab, true);
+    tab.reload(true, None).unwrap();
+    wait_for_page(&tab, "/profile");
+    wait_for(&tab, shown);
+    assert_accessible_layout(&tab);
+    screenshot(&tab, "06-profile-phone");
+    phone_sized(&tab, false);
+
+    // Log out; the profile page is then refused and sends the browser to log in.
+    click(&tab, "#logout");
+    wait_for_page(&tab, "/login");
+    tab.navigate_to(&front.url("/profile")).unwrap();
+    wait_for_page(&tab, "/login");
+    assert_eq!(
+        js(&tab, "location.search"),
+        Value::String("?from=profile".into())
+    );
+    assert_eq!(text(&tab, "#notice"), "Log in to see your profile.");
+    screenshot(&tab, "07-profile-refused");
+}
+
+/// A 96x96 PNG avatar with some shape to it, so the screenshots show a real picture.
+fn avatar_png() -> Vec<u8> {
+    include_bytes!("data/avatar.png").to_vec()
+}
