@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Config;
 use crate::backend::{Backends, CallError};
-use crate::http::{self, ApiError, Reply};
+use crate::http::{self, ApiError, Reply, SessionCookie};
 use crate::metrics::Metrics;
 use crate::web::{self, Web};
 
@@ -82,12 +82,8 @@ impl Route {
             Route::CurrentSession => "DELETE",
             Route::Me => "GET, PATCH",
             Route::MePicture => "PUT",
-            Route::Picture
-            | Route::Healthz
-            | Route::Readyz
-            | Route::Metrics
-            | Route::Page
-            | Route::Asset => "GET",
+            Route::Picture | Route::Healthz | Route::Readyz | Route::Metrics => "GET",
+            Route::Page | Route::Asset => "GET, HEAD",
             Route::Unknown => "",
         }
     }
@@ -130,7 +126,7 @@ pub struct Api {
     drain: Sender<(tiny_http::Request, Reply)>,
     max_json_body: usize,
     max_picture_body: usize,
-    secure_cookies: bool,
+    cookie: SessionCookie,
     web: Web,
 }
 
@@ -208,7 +204,7 @@ impl Api {
             drain,
             max_json_body: config.max_json_body,
             max_picture_body: config.max_picture_body,
-            secure_cookies: config.secure_cookies,
+            cookie: SessionCookie::new(config.secure_cookies, config.public_origin.clone()),
             web: Web::new(),
         })
     }
@@ -272,7 +268,7 @@ impl Api {
     }
 
     fn route(&self, route: Route, path: &str, request: &mut tiny_http::Request) -> Reply {
-        use tiny_http::Method::{Delete, Get, Patch, Post, Put};
+        use tiny_http::Method::{Delete, Get, Head, Patch, Post, Put};
         let method = request.method().clone();
         let result = match (route, method) {
             (Route::Unknown, _) => Err(ApiError::not_found()),
@@ -286,10 +282,16 @@ impl Api {
             (Route::Healthz, Get) => Ok(Reply::json(200, &StatusBody { status: "ok" })),
             (Route::Readyz, Get) => self.readyz(),
             (Route::Metrics, Get) => Ok(self.metrics()),
-            (Route::Page | Route::Asset, Get) => Ok(self.page(request, path)),
+            (Route::Page | Route::Asset, Get | Head) => Ok(self.page(request, path)),
             (route, _) => Err(ApiError::method_not_allowed(route.allow())),
         };
-        result.unwrap_or_else(|error| error.reply())
+        let reply = result.unwrap_or_else(|error| error.reply());
+        // A cookie that names no valid session (revoked, expired, tampered with) is removed, so
+        // the pages stop sending it.
+        if reply.status == 401 && self.cookie.in_use(request) {
+            return reply.with_header("Set-Cookie", &self.cookie.clear());
+        }
+        reply
     }
 
     fn register(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
@@ -311,7 +313,7 @@ impl Api {
         // visitor into an account of its choosing).
         let cookie = http::query_flag(request, "cookie")?;
         if cookie {
-            http::same_origin(request)?;
+            self.cookie.same_origin(request)?;
         }
         let body: LoginBody = http::read_json(request, self.max_json_body)?;
         let request = Request::Login {
@@ -335,38 +337,26 @@ impl Api {
                     return Ok(reply);
                 }
                 let lifetime = session.expires_at - unix_now();
-                let set = http::set_session_cookie(&token, lifetime, self.secure_cookies);
-                Ok(reply.with_header("Set-Cookie", &set))
+                Ok(reply.with_header("Set-Cookie", &self.cookie.set(&token, lifetime)))
             }
             other => Err(unexpected(other)),
         }
     }
 
     fn logout(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let outcome = http::session_token(request).and_then(|token| {
-            match self.call(
-                &Request::Logout {
-                    token: Secret::new(token),
-                },
-                true,
-            )? {
-                Response::LoggedOut => Ok(Reply::empty(204)),
-                other => Err(unexpected(other)),
+        let token = Secret::new(self.cookie.session_token(request)?);
+        match self.call(&Request::Logout { token }, true)? {
+            // A page's logout also removes the cookie (a 401 does too, in `route`).
+            Response::LoggedOut if self.cookie.in_use(request) => {
+                Ok(Reply::empty(204).with_header("Set-Cookie", &self.cookie.clear()))
             }
-        });
-        // A page's logout removes the cookie whatever became of the session (revoked before,
-        // expired), so the browser is logged out either way; but not for another site.
-        let cross_site = matches!(&outcome, Err(error) if error.status == 403);
-        if http::uses_session_cookie(request) && !cross_site {
-            let reply = outcome.unwrap_or_else(|error| error.reply());
-            let clear = http::clear_session_cookie(self.secure_cookies);
-            return Ok(reply.with_header("Set-Cookie", &clear));
+            Response::LoggedOut => Ok(Reply::empty(204)),
+            other => Err(unexpected(other)),
         }
-        outcome
     }
 
     fn profile(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::session_token(request)?);
+        let token = Secret::new(self.cookie.session_token(request)?);
         match self.call(&Request::GetProfile { token }, true)? {
             Response::Profile(profile) => Ok(Reply::json(200, &ProfileBody::from(profile))),
             other => Err(unexpected(other)),
@@ -374,7 +364,7 @@ impl Api {
     }
 
     fn update_nickname(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::session_token(request)?);
+        let token = Secret::new(self.cookie.session_token(request)?);
         let body: NicknameBody = http::read_json(request, self.max_json_body)?;
         let request = Request::UpdateNickname {
             token,
@@ -387,7 +377,7 @@ impl Api {
     }
 
     fn set_picture(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let token = Secret::new(http::session_token(request)?);
+        let token = Secret::new(self.cookie.session_token(request)?);
         let declared = http::media_type(request);
         if !ImageFormat::ALL
             .iter()
@@ -440,7 +430,7 @@ impl Api {
     /// browser to the login page (a revoked or expired cookie is found out by the page's
     /// first API call, which does the same).
     fn page(&self, request: &tiny_http::Request, path: &str) -> Reply {
-        let signed_in = http::session_cookie(request).is_some();
+        let signed_in = self.cookie.present(request);
         match path {
             "/" if signed_in => web::redirect("/profile"),
             "/" => web::redirect("/login"),

@@ -181,78 +181,122 @@ pub fn media_type(request: &Request) -> Option<String> {
 }
 
 /// The cookie that carries the session for the web pages: HttpOnly, so no script reads it, and
-/// SameSite=Strict, so the browser sends it only with requests from the pages themselves.
-pub const SESSION_COOKIE: &str = "gatehouse_session";
+/// SameSite=Strict, so the browser sends it only with requests from the pages themselves; and
+/// where the pages live, for the cross-site check on requests that rely on it.
+#[derive(Debug, Clone)]
+pub struct SessionCookie {
+    name: &'static str,
+    secure: bool,
+    origin: Option<String>,
+}
 
-/// The session token of a request: the bearer token of the `Authorization` header when there
-/// is one, else the session cookie. A request that changes state on the strength of the cookie
-/// must come from this site's own pages (see [`same_origin`]); the bearer token needs no such
-/// check, since a browser never adds it to a request by itself.
-pub fn session_token(request: &Request) -> Result<String, ApiError> {
-    if header_value(request, "Authorization").is_some() {
-        return bearer_token(request);
+impl SessionCookie {
+    /// `secure`: the cookie is `Secure` and named `__Host-gatehouse_session`, a name browsers
+    /// accept only from this very host over HTTPS, so a sibling subdomain cannot plant one.
+    /// `origin`: where browsers reach the pages (`https://accounts.example.com`); without it,
+    /// `http://` (`https://` when `secure`) and the request's `Host`.
+    pub fn new(secure: bool, origin: Option<String>) -> SessionCookie {
+        SessionCookie {
+            name: if secure {
+                "__Host-gatehouse_session"
+            } else {
+                "gatehouse_session"
+            },
+            secure,
+            origin,
+        }
     }
-    let token = session_cookie(request).ok_or_else(ApiError::unauthorized)?;
-    if !matches!(request.method(), tiny_http::Method::Get) {
-        same_origin(request)?;
+
+    /// The cookie's value. Two or more session cookies (one planted under a parent domain, say)
+    /// are no session: which one the browser meant cannot be told.
+    fn value<'r>(&self, request: &'r Request) -> Result<Option<&'r str>, ApiError> {
+        let mut values = request
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv("Cookie"))
+            .flat_map(|h| h.value.as_str().split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.trim());
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(value), None) => Ok(Some(value)),
+            (Some(_), Some(_)) => Err(ApiError::unauthorized()),
+        }
     }
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Err(ApiError::unauthorized());
+
+    /// Whether the request carries the cookie (the pages' own check; the API checks the value).
+    pub fn present(&self, request: &Request) -> bool {
+        !matches!(self.value(request), Ok(None))
     }
-    Ok(token.to_owned())
-}
 
-/// Whether the request carries the session cookie and no `Authorization` header, so the
-/// session it names is the cookie's.
-pub fn uses_session_cookie(request: &Request) -> bool {
-    header_value(request, "Authorization").is_none() && session_cookie(request).is_some()
-}
-
-/// The value of the session cookie, from any `Cookie` header.
-pub fn session_cookie(request: &Request) -> Option<&str> {
-    request
-        .headers()
-        .iter()
-        .filter(|h| h.field.equiv("Cookie"))
-        .flat_map(|h| h.value.as_str().split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.trim())
-}
-
-/// Refuses (403 `cross_site_request`) a request whose `Origin` is not this server: a browser
-/// sends `Origin` with every POST, PUT, PATCH and DELETE, and another site cannot forge it.
-/// SameSite=Strict already keeps the cookie off cross-site requests in current browsers; this
-/// holds where it does not (older browsers, a sibling subdomain that shares the site).
-pub fn same_origin(request: &Request) -> Result<(), ApiError> {
-    let origin = header_value(request, "Origin");
-    let host = header_value(request, "Host");
-    let authority = origin
-        .and_then(|origin| origin.split_once("://"))
-        .map(|(_, authority)| authority);
-    match (authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host.trim()) => Ok(()),
-        _ => Err(ApiError::new(
-            403,
-            "cross_site_request",
-            "a request that uses the session cookie must come from this site's pages (its \
-             Origin header must name this server)",
-        )),
+    /// Whether the session of the request is the cookie's: it has one and no `Authorization`.
+    pub fn in_use(&self, request: &Request) -> bool {
+        header_value(request, "Authorization").is_none() && self.present(request)
     }
-}
 
-/// The `Set-Cookie` value that stores a session for `max_age_seconds`.
-pub fn set_session_cookie(token: &str, max_age_seconds: i64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
-        max_age_seconds.max(0)
-    )
-}
+    /// The `Set-Cookie` value that stores a session for `max_age_seconds`.
+    pub fn set(&self, token: &str, max_age_seconds: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            self.name,
+            max_age_seconds.max(0)
+        )
+    }
 
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_session_cookie(secure: bool) -> String {
-    set_session_cookie("", 0, secure)
+    /// The `Set-Cookie` value that removes the cookie.
+    pub fn clear(&self) -> String {
+        self.set("", 0)
+    }
+
+    /// Refuses (403 `cross_site_request`) a request whose `Origin` is not where the pages
+    /// live: a browser sends `Origin` with every POST, PUT, PATCH and DELETE, and another site
+    /// cannot forge it. SameSite=Strict already keeps the cookie off cross-site requests in
+    /// current browsers; this holds where it does not (older browsers, a sibling subdomain,
+    /// which is the same site, or a plain-HTTP page of the same host).
+    pub fn same_origin(&self, request: &Request) -> Result<(), ApiError> {
+        let expected = match (&self.origin, header_value(request, "Host")) {
+            (Some(origin), _) => Some(origin.clone()),
+            (None, Some(host)) => {
+                let scheme = if self.secure { "https" } else { "http" };
+                Some(format!("{scheme}://{}", host.trim()))
+            }
+            (None, None) => None,
+        };
+        match (header_value(request, "Origin"), expected) {
+            (Some(origin), Some(expected)) if origin.trim().eq_ignore_ascii_case(&expected) => {
+                Ok(())
+            }
+            _ => Err(ApiError::new(
+                403,
+                "cross_site_request",
+                "a request that uses the session cookie must come from this site's pages (its \
+                 Origin header must name this server)",
+            )),
+        }
+    }
+
+    /// The session token of a request: the bearer token of the `Authorization` header when
+    /// there is one, else the cookie. A request that changes state on the strength of the
+    /// cookie must come from the pages ([`SessionCookie::same_origin`]); a bearer token needs no
+    /// such check, since a browser never adds one to a request by itself.
+    pub fn session_token(&self, request: &Request) -> Result<String, ApiError> {
+        if header_value(request, "Authorization").is_some() {
+            return bearer_token(request);
+        }
+        let token = self.value(request)?.ok_or_else(ApiError::unauthorized)?;
+        if !matches!(
+            request.method(),
+            tiny_http::Method::Get | tiny_http::Method::Head
+        ) {
+            self.same_origin(request)?;
+        }
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(token.to_owned())
+    }
 }
 
 /// Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.

@@ -57,6 +57,10 @@ pub struct Config {
     /// Mark the pages' session cookie `Secure` (browsers then send it over HTTPS only): set it
     /// when clients reach the server through a TLS proxy.
     pub secure_cookies: bool,
+    /// Where browsers reach the pages (`https://accounts.example.com`), when that is not
+    /// `http://` (or `https://` with `secure_cookies`) and the `Host` header the server sees:
+    /// the `Origin` that requests relying on the session cookie must carry.
+    pub public_origin: Option<String>,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             max_picture_body: 2 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             secure_cookies: false,
+            public_origin: None,
         }
     }
 }

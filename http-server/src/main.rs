@@ -63,6 +63,11 @@ struct Cli {
     /// reach this server through a TLS-terminating proxy.
     #[arg(long)]
     secure_cookies: bool,
+    /// Where browsers reach the web pages, as an origin (https://accounts.example.com): what
+    /// the Origin header of their changes must be. By default http:// (https:// with
+    /// --secure-cookies) and the Host header; set it when a proxy rewrites Host.
+    #[arg(long, value_parser = parse_origin)]
+    public_origin: Option<String>,
     /// The listener's accept backlog (capped by net.core.somaxconn).
     #[arg(long, default_value_t = 4096)]
     backlog: i32,
@@ -99,6 +104,7 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
         max_picture_body: cli.max_picture_body as usize,
         shutdown_grace: cli.shutdown_grace,
         secure_cookies: cli.secure_cookies,
+        public_origin: cli.public_origin,
     };
     let listener = http_server::bind(&Listen {
         address: cli.listen,
@@ -124,4 +130,43 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
             }
         })?;
     http_server::run(listener, config, shutdown).context("serving")
+}
+
+/// An origin as browsers send it: scheme, host and optional port, no path.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim_end_matches('/');
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("an origin starts with https:// or http://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err("an origin is scheme://host[:port], with no path, query or user".to_owned());
+    }
+    Ok(origin.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            parse_origin("https://Accounts.Example.com/").as_deref(),
+            Ok("https://accounts.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:8080").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
+        for bad in [
+            "accounts.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/path",
+            "https://u@x",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -177,11 +177,15 @@ fn a_cookie_session_changes_nothing_from_another_site() {
     let jar = format!("gatehouse_session={token}");
     let nickname = serde_json::to_vec(&json!({"nickname": "changed"})).unwrap();
     let me = front.url("/api/v1/me");
+    // No Origin, another site, an opaque origin, another port, and this host over another
+    // scheme (a plain-HTTP page injected into an HTTPS site's traffic would send that).
+    let other_scheme = front.base.replace("http://", "https://");
     let foreign = [
         None,
         Some("http://evil.example"),
         Some("null"),
         Some("http://127.0.0.1:1"),
+        Some(other_scheme.as_str()),
     ];
     for origin in foreign {
         let mut headers = vec![
@@ -204,10 +208,14 @@ fn a_cookie_session_changes_nothing_from_another_site() {
             Some(&png()),
         )
         .assert_error(403, "cross_site_request");
+        let mut logout = vec![("Cookie", jar.as_str())];
+        if let Some(origin) = origin {
+            logout.push(("Origin", origin));
+        }
         let logout = send(
             "DELETE",
             &front.url("/api/v1/sessions/current"),
-            &headers[..1],
+            &logout,
             None,
         );
         logout.assert_error(403, "cross_site_request");
@@ -268,4 +276,91 @@ fn the_cookie_flag_takes_true_or_false_only() {
     assert_eq!(plain.status, 200);
     assert!(plain.json()["token"].is_string());
     assert!(set_cookies(&plain).is_empty());
+}
+
+#[test]
+fn a_cookie_that_names_no_session_is_removed_and_two_are_refused() {
+    let stack = Stack::start();
+    let front = &stack.front;
+    let (username, password, _) = new_session(front);
+    let me = front.url("/api/v1/me");
+    // Tampered with: 401, and the answer removes it.
+    let stale = send("GET", &me, &[("Cookie", "gatehouse_session=forged")], None);
+    stale.assert_error(401, "unauthorized");
+    let cleared = set_cookies(&stale);
+    assert!(
+        cleared.len() == 1 && cleared[0].contains("Max-Age=0"),
+        "{cleared:?}"
+    );
+    // A bearer client's 401 sets no cookie.
+    let bearer = send_auth("GET", &me, "forged");
+    bearer.assert_error(401, "unauthorized");
+    assert!(set_cookies(&bearer).is_empty());
+    // Two session cookies (one planted under a parent domain, say) are no session, even when
+    // one of them is valid.
+    let (_, token) = cookie_login(front, &username, &password);
+    let one = format!("gatehouse_session={token}");
+    assert_eq!(send("GET", &me, &[("Cookie", &one)], None).status, 200);
+    let two = format!("gatehouse_session=planted; {one}");
+    send("GET", &me, &[("Cookie", &two)], None).assert_error(401, "unauthorized");
+    let split = [
+        ("Cookie", one.as_str()),
+        ("Cookie", "gatehouse_session=planted"),
+    ];
+    send("GET", &me, &split, None).assert_error(401, "unauthorized");
+}
+
+#[test]
+fn pages_answer_head_without_a_body() {
+    let stack = Stack::start();
+    let answer = send("HEAD", &stack.front.url("/login"), &[], None);
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.is_empty());
+    assert_eq!(
+        answer.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+}
+
+#[test]
+fn behind_a_tls_proxy_the_cookie_is_secure_and_the_origin_is_the_configured_one() {
+    let backend = Backend::start();
+    let public = "https://accounts.example.com";
+    let front = Front::start_with(
+        http_server::Config {
+            secure_cookies: true,
+            public_origin: Some(public.to_owned()),
+            ..config(&[backend.addr])
+        },
+        std::time::Duration::from_secs(5),
+    );
+    let (username, password, _) = new_session(&front);
+    let body = serde_json::to_vec(&json!({"username": username, "password": password})).unwrap();
+    let login = |origin: &str| {
+        send(
+            "POST",
+            &front.url("/api/v1/sessions?cookie=true"),
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            Some(&body),
+        )
+    };
+    // The Host the server sees is not where browsers are: only the configured origin counts.
+    login(&front.base).assert_error(403, "cross_site_request");
+    login("http://accounts.example.com").assert_error(403, "cross_site_request");
+    let answer = login(public);
+    assert_eq!(answer.status, 200);
+    let cookie = set_cookies(&answer)[0].to_owned();
+    assert!(cookie.starts_with("__Host-gatehouse_session="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let token = cookie["__Host-gatehouse_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap();
+    // Only the __Host- cookie is the session; one without the prefix (which a sibling
+    // subdomain could set) is not.
+    let me = front.url("/api/v1/me");
+    let host = format!("__Host-gatehouse_session={token}");
+    assert_eq!(send("GET", &me, &[("Cookie", &host)], None).status, 200);
+    let plain = format!("gatehouse_session={token}");
+    send("GET", &me, &[("Cookie", &plain)], None).assert_error(401, "unauthorized");
 }

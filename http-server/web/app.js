@@ -3,7 +3,9 @@
 // only ever put into the page with textContent, never parsed as HTML.
 "use strict";
 
-const MAX_PICTURE_BYTES = 2 * 1024 * 1024; // http-server's default --max-picture-body
+// http-server's default --max-picture-body; a server configured lower still refuses with 413,
+// and that message is shown too.
+const MAX_PICTURE_BYTES = 2 * 1024 * 1024;
 const PICTURE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 // Calls the API; resolves to {status, body} with the JSON body or null. A network failure
@@ -56,8 +58,15 @@ function clearErrors(form) {
   for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
 }
 
+// While a request is under way its form takes no input, so nothing is sent twice.
 function busy(form, on) {
-  for (const button of form.querySelectorAll("button")) button.disabled = on;
+  for (const control of form.querySelectorAll("button, input")) control.disabled = on;
+}
+
+// The message for an answer that is not about a field: the server's, with when to retry.
+function serviceMessage(result) {
+  const message = sentence(errorOf(result).message);
+  return result.status === 503 || result.status === 429 ? message + retryText(result) : message;
 }
 
 function retryText(result) {
@@ -104,7 +113,7 @@ function signupPage() {
       setError(`${field}-error`, sentence(error.message), form[field]);
       form[field].focus();
     } else {
-      setError("form-error", sentence(error.message) + (result.status === 503 ? retryText(result) : ""));
+      setError("form-error", serviceMessage(result));
     }
   });
 }
@@ -117,7 +126,7 @@ function loginPage() {
     signup: "Your account is ready. Log in to continue.",
   };
   const from = new URLSearchParams(window.location.search).get("from");
-  document.getElementById("notice").textContent = notices[from] || "";
+  document.getElementById("notice").textContent = Object.hasOwn(notices, from || "") ? notices[from] : "";
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
@@ -128,7 +137,6 @@ function loginPage() {
       return;
     }
     busy(form, false);
-    const error = errorOf(result);
     let message;
     if (result.status === 401) {
       // One message for an unknown user and a wrong password, as the API gives.
@@ -136,7 +144,7 @@ function loginPage() {
     } else if (result.status === 429) {
       message = "Too many failed attempts." + retryText(result);
     } else {
-      message = sentence(error.message);
+      message = serviceMessage(result);
     }
     setError("form-error", message, null);
     form.password.value = "";
@@ -153,32 +161,44 @@ function profilePage() {
   const pictureForm = document.getElementById("picture-form");
   const fileInput = document.getElementById("picture-file");
   const upload = document.getElementById("picture-upload");
+  const logout = document.getElementById("logout");
+  const retry = document.getElementById("retry");
+  // The picture on the server, and the chosen file's preview (an object URL) until it is
+  // uploaded or given up.
+  let saved = null;
   let preview = null;
 
   const signedOut = () => window.location.replace("/login?from=profile");
 
-  function showPicture(url, text) {
+  function showPicture() {
+    const url = preview || saved;
     if (url) {
       picture.src = url;
-      picture.hidden = false;
-      placeholder.hidden = true;
+      picture.alt = preview ? "Preview of your new picture" : "Your profile picture";
     } else {
       picture.removeAttribute("src");
-      picture.hidden = true;
-      placeholder.hidden = false;
     }
-    caption.textContent = text;
+    picture.hidden = !url;
+    placeholder.hidden = !!url;
+    caption.textContent = preview ? "Preview: not saved yet" : saved ? "Your picture" : "No picture yet";
+  }
+
+  function dropPreview() {
+    if (preview) URL.revokeObjectURL(preview);
+    preview = null;
+    upload.disabled = true;
   }
 
   function show(profile) {
     document.getElementById("username").textContent = profile.username;
     nicknameForm.nickname.value = profile.nickname;
-    showPicture(profile.picture_url, profile.picture_url ? "Your picture" : "No picture yet");
+    saved = profile.picture_url;
+    showPicture();
     card.setAttribute("aria-busy", "false");
   }
 
   function pageError(result) {
-    document.getElementById("page-error").textContent = sentence(errorOf(result).message);
+    document.getElementById("page-error").textContent = serviceMessage(result);
   }
 
   nicknameForm.addEventListener("submit", async (event) => {
@@ -193,68 +213,79 @@ function profilePage() {
       document.getElementById("nickname-status").textContent = "Nickname saved.";
     } else if (result.status === 401) {
       signedOut();
-    } else {
+    } else if (errorOf(result).code === "invalid_nickname") {
       setError("nickname-error", sentence(errorOf(result).message), nicknameForm.nickname);
+      nicknameForm.nickname.focus();
+    } else {
+      setError("nickname-error", serviceMessage(result));
     }
   });
 
   fileInput.addEventListener("change", () => {
     clearErrors(pictureForm);
     document.getElementById("picture-status").textContent = "";
-    if (preview) URL.revokeObjectURL(preview);
-    preview = null;
-    upload.disabled = true;
+    dropPreview();
     const file = fileInput.files[0];
-    if (!file) return;
-    if (!PICTURE_TYPES.includes(file.type)) {
+    if (file && !PICTURE_TYPES.includes(file.type)) {
       setError("picture-error", "Choose a PNG, JPEG, GIF or WebP image.", fileInput);
-      return;
-    }
-    if (file.size > MAX_PICTURE_BYTES) {
+    } else if (file && file.size > MAX_PICTURE_BYTES) {
       setError("picture-error", `That file is ${(file.size / 1048576).toFixed(1)} MiB; the limit is 2 MiB.`, fileInput);
-      return;
+    } else if (file) {
+      preview = URL.createObjectURL(file);
+      upload.disabled = false;
     }
-    preview = URL.createObjectURL(file);
-    showPicture(preview, "Preview: not saved yet");
-    upload.disabled = false;
+    showPicture();
   });
 
   pictureForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = fileInput.files[0];
-    if (!file || upload.disabled) return;
+    if (!file || !preview) return;
     clearErrors(pictureForm);
     busy(pictureForm, true);
     const result = await api("PUT", "/api/v1/me/picture", file, file.type);
     busy(pictureForm, false);
     if (result.status === 200) {
-      show(result.body);
-      if (preview) URL.revokeObjectURL(preview);
-      preview = null;
+      dropPreview();
       fileInput.value = "";
-      upload.disabled = true;
+      show(result.body);
       document.getElementById("picture-status").textContent = "Picture saved.";
     } else if (result.status === 401) {
       signedOut();
-    } else {
+    } else if (result.status === 413 || result.status === 415) {
+      // The file itself is refused: the preview goes, the saved picture shows again.
+      dropPreview();
+      showPicture();
       setError("picture-error", sentence(errorOf(result).message), fileInput);
+    } else {
+      setError("picture-error", serviceMessage(result));
     }
   });
 
-  document.getElementById("logout").addEventListener("click", async () => {
+  logout.addEventListener("click", async () => {
+    logout.disabled = true;
     const result = await api("DELETE", "/api/v1/sessions/current");
     if (result.status === 204 || result.status === 401) {
       window.location.replace("/login?from=signed-out");
     } else {
+      logout.disabled = false;
       pageError(result);
     }
   });
 
-  api("GET", "/api/v1/me").then((result) => {
+  async function load() {
+    retry.hidden = true;
+    document.getElementById("page-error").textContent = "";
+    const result = await api("GET", "/api/v1/me");
     if (result.status === 200) show(result.body);
     else if (result.status === 401) signedOut();
-    else pageError(result);
-  });
+    else {
+      pageError(result);
+      retry.hidden = false;
+    }
+  }
+  retry.addEventListener("click", load);
+  load();
 }
 
 const pages = { signup: signupPage, login: loginPage, profile: profilePage };
