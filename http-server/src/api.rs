@@ -285,10 +285,15 @@ impl Api {
             (Route::Page | Route::Asset, Get | Head) => Ok(self.page(request, path)),
             (route, _) => Err(ApiError::method_not_allowed(route.allow())),
         };
-        let reply = result.unwrap_or_else(|error| error.reply());
         // A cookie that names no valid session (revoked, expired, tampered with) is removed, so
-        // the pages stop sending it.
-        if reply.status == 401 && self.cookie.in_use(request) {
+        // the pages stop sending it: only where the cookie was the session (not a wrong password
+        // at login, which says nothing of it) and only when it was the one session cookie (a
+        // clearing `Set-Cookie` would remove ours and leave a planted one).
+        let stale_cookie = matches!(&result, Err(error) if error.code == "unauthorized")
+            && matches!(route, Route::Me | Route::MePicture | Route::CurrentSession)
+            && self.cookie.in_use(request);
+        let reply = result.unwrap_or_else(|error| error.reply());
+        if stale_cookie {
             return reply.with_header("Set-Cookie", &self.cookie.clear());
         }
         reply

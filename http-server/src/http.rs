@@ -230,9 +230,9 @@ impl SessionCookie {
         !matches!(self.value(request), Ok(None))
     }
 
-    /// Whether the session of the request is the cookie's: it has one and no `Authorization`.
+    /// Whether the session of the request is the cookie's: exactly one, and no bearer token.
     pub fn in_use(&self, request: &Request) -> bool {
-        header_value(request, "Authorization").is_none() && self.present(request)
+        !has_bearer(request) && matches!(self.value(request), Ok(Some(_)))
     }
 
     /// The `Set-Cookie` value that stores a session for `max_age_seconds`.
@@ -282,7 +282,11 @@ impl SessionCookie {
     /// cookie must come from the pages ([`SessionCookie::same_origin`]); a bearer token needs no
     /// such check, since a browser never adds one to a request by itself.
     pub fn session_token(&self, request: &Request) -> Result<String, ApiError> {
-        if header_value(request, "Authorization").is_some() {
+        // Only a bearer token outranks the cookie: a browser behind HTTP Basic auth adds
+        // `Authorization: Basic` to the pages' own calls.
+        if has_bearer(request)
+            || (header_value(request, "Authorization").is_some() && !self.present(request))
+        {
             return bearer_token(request);
         }
         let token = self.value(request)?.ok_or_else(ApiError::unauthorized)?;
@@ -301,6 +305,16 @@ impl SessionCookie {
 
 /// Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.
 const MAX_TOKEN_LEN: usize = 512;
+
+/// Whether the request has an `Authorization: Bearer` header.
+fn has_bearer(request: &Request) -> bool {
+    header_value(request, "Authorization").is_some_and(|value| {
+        value
+            .trim_start()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+    })
+}
 
 /// The bearer token of the `Authorization` header.
 fn bearer_token(request: &Request) -> Result<String, ApiError> {

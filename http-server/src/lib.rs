@@ -54,8 +54,8 @@ pub struct Config {
     pub max_picture_body: usize,
     /// After a stop is requested, how long requests already received may still be answered.
     pub shutdown_grace: Duration,
-    /// Mark the pages' session cookie `Secure` (browsers then send it over HTTPS only): set it
-    /// when clients reach the server through a TLS proxy.
+    /// Mark the pages' session cookie `Secure` (browsers then send it over HTTPS only) and name
+    /// it `__Host-gatehouse_session`: set it when clients reach the server through a TLS proxy.
     pub secure_cookies: bool,
     /// Where browsers reach the pages (`https://accounts.example.com`), when that is not
     /// `http://` (or `https://` with `secure_cookies`) and the `Host` header the server sees:

@@ -59,8 +59,9 @@ struct Cli {
     /// After SIGINT/SIGTERM, how long requests already received may still be answered.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
-    /// Mark the web pages' session cookie Secure (sent over HTTPS only); set it when clients
-    /// reach this server through a TLS-terminating proxy.
+    /// Make the web pages' session cookie Secure (sent over HTTPS only) and name it
+    /// __Host-gatehouse_session, which no sibling subdomain can set; set it when clients reach
+    /// this server through a TLS-terminating proxy. Switching it signs the pages' users out.
     #[arg(long)]
     secure_cookies: bool,
     /// Where browsers reach the web pages, as an origin (https://accounts.example.com): what
@@ -83,6 +84,17 @@ fn main() {
 }
 
 fn serve(cli: Cli) -> anyhow::Result<()> {
+    if cli.secure_cookies
+        && cli
+            .public_origin
+            .as_deref()
+            .is_some_and(|origin| origin.starts_with("http://"))
+    {
+        anyhow::bail!(
+            "--secure-cookies with an http:// --public-origin: browsers keep Secure cookies \
+             for HTTPS pages only"
+        );
+    }
     // tiny_http holds two descriptors per client connection; the default soft limit (often
     // 1024) would run out near 500 connections.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -142,7 +154,15 @@ fn parse_origin(text: &str) -> Result<String, String> {
     if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
         return Err("an origin is scheme://host[:port], with no path, query or user".to_owned());
     }
-    Ok(origin.to_ascii_lowercase())
+    // Browsers leave a scheme's default port out of `Origin`.
+    let origin = origin.to_ascii_lowercase();
+    let origin = if origin.starts_with("https://") {
+        origin.strip_suffix(":443")
+    } else {
+        origin.strip_suffix(":80")
+    }
+    .map_or(origin.clone(), str::to_owned);
+    Ok(origin)
 }
 
 #[cfg(test)]
@@ -159,6 +179,11 @@ mod tests {
             parse_origin("http://127.0.0.1:8080").as_deref(),
             Ok("http://127.0.0.1:8080")
         );
+        assert_eq!(
+            parse_origin("https://x.example:443").as_deref(),
+            Ok("https://x.example")
+        );
+        assert_eq!(parse_origin("http://x:80").as_deref(), Ok("http://x"));
         for bad in [
             "accounts.example.com",
             "ftp://x",

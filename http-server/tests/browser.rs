@@ -87,8 +87,20 @@ struct ScreenshotOnFailure(Arc<Tab>);
 
 impl Drop for ScreenshotOnFailure {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            screenshot(&self.0, "failure");
+        // Best effort: a second panic here would abort every test in the binary.
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(png) =
+            self.0
+                .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+        {
+            let path = screenshot_dir().join("failure.png");
+            if std::fs::create_dir_all(screenshot_dir()).is_ok()
+                && std::fs::write(&path, png).is_ok()
+            {
+                eprintln!("screenshot of the failure: {}", path.display());
+            }
         }
     }
 }
@@ -131,7 +143,9 @@ fn wait_for(tab: &Tab, expression: &str) {
             Instant::now() < deadline,
             "waited {WAIT:?} for `{expression}`; the page is {} showing {:?}",
             tab.get_url(),
-            js(tab, "document.body && document.body.innerText")
+            tab.evaluate("document.body && document.body.innerText", false)
+                .ok()
+                .and_then(|object| object.value)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -165,7 +165,11 @@ fn the_pages_login_puts_the_session_in_an_http_only_cookie_and_logout_clears_it(
         None,
     );
     again.assert_error(401, "unauthorized");
-    assert_eq!(set_cookies(&again).len(), 1);
+    let cleared = set_cookies(&again);
+    assert!(
+        cleared.len() == 1 && cleared[0].contains("Max-Age=0"),
+        "{cleared:?}"
+    );
 }
 
 #[test]
@@ -307,7 +311,40 @@ fn a_cookie_that_names_no_session_is_removed_and_two_are_refused() {
         ("Cookie", one.as_str()),
         ("Cookie", "gatehouse_session=planted"),
     ];
-    send("GET", &me, &split, None).assert_error(401, "unauthorized");
+    let refused = send("GET", &me, &split, None);
+    refused.assert_error(401, "unauthorized");
+    // No clearing `Set-Cookie` then: it would remove ours and leave the planted one.
+    assert!(
+        set_cookies(&refused).is_empty(),
+        "{:?}",
+        set_cookies(&refused)
+    );
+    let refused = send("GET", &me, &[("Cookie", &two)], None);
+    assert!(set_cookies(&refused).is_empty());
+
+    // A wrong password at the login page says nothing of the session the browser holds.
+    let body = serde_json::to_vec(&json!({"username": username, "password": "wrong one"}));
+    let wrong = send(
+        "POST",
+        &front.url("/api/v1/sessions?cookie=true"),
+        &[
+            ("Cookie", one.as_str()),
+            ("Content-Type", "application/json"),
+            ("Origin", &front.base),
+        ],
+        Some(&body.unwrap()),
+    );
+    wrong.assert_error(401, "invalid_credentials");
+    assert!(set_cookies(&wrong).is_empty(), "{:?}", set_cookies(&wrong));
+    assert_eq!(send("GET", &me, &[("Cookie", &one)], None).status, 200);
+
+    // Behind HTTP Basic auth the browser adds its own Authorization header: the cookie is still
+    // the session.
+    let basic = [
+        ("Cookie", one.as_str()),
+        ("Authorization", "Basic dXNlcjpwYXNz"),
+    ];
+    assert_eq!(send("GET", &me, &basic, None).status, 200);
 }
 
 #[test]

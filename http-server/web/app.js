@@ -195,6 +195,8 @@ function profilePage() {
     saved = profile.picture_url;
     showPicture();
     card.setAttribute("aria-busy", "false");
+    document.getElementById("page-error").textContent = "";
+    retry.hidden = true;
   }
 
   function pageError(result) {
@@ -256,6 +258,7 @@ function profilePage() {
       // The file itself is refused: the preview goes, the saved picture shows again.
       dropPreview();
       showPicture();
+      fileInput.value = ""; // so choosing the same file again is a change
       setError("picture-error", sentence(errorOf(result).message), fileInput);
     } else {
       setError("picture-error", serviceMessage(result));
