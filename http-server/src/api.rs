@@ -3,17 +3,15 @@
 //! contract is `docs/openapi.yaml`; a test holds the two together.
 
 use std::io;
-use std::thread;
+use std::net::IpAddr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
-
-use crossbeam_channel::{Sender, TrySendError};
 
 use proto::{ErrorCode, ErrorReply, ImageFormat, Profile, Request, Response, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::Config;
 use crate::backend::{Backends, CallError};
-use crate::http::{self, ApiError, Reply, SessionCookie};
+use crate::http::{self, ApiError, BodyPace, BodySlots, Reply, SessionCookie};
 use crate::metrics::Metrics;
 use crate::web::{self, Web};
 
@@ -88,10 +86,18 @@ impl Route {
         }
     }
 
-    /// Whether `docs/openapi.yaml` describes the route: the API and the operational endpoints,
-    /// not the pages.
+    /// Whether `docs/openapi.yaml` describes the route: the API and the health checks of the
+    /// public listener, not the pages (nor `/metrics`, which only the admin listener serves).
     pub fn is_api(self) -> bool {
-        !matches!(self, Route::Page | Route::Asset)
+        !matches!(self, Route::Page | Route::Asset | Route::Metrics)
+    }
+
+    /// Whether the route's answers carry account data (a profile, a session or its token).
+    fn carries_account_data(self) -> bool {
+        matches!(
+            self,
+            Route::Users | Route::Sessions | Route::CurrentSession | Route::Me | Route::MePicture
+        )
     }
 
     fn of(path: &str) -> Route {
@@ -112,20 +118,26 @@ impl Route {
     }
 }
 
-/// Bodies up to this size are read by tiny_http's connection thread before the request is
-/// queued (see the vendored crate's patches), so dropping an unread one costs nothing.
-const PRE_READ_BODY: usize = 16 * 1024;
+/// Which listener a request came in on: the public one serves the API and the pages, the
+/// admin one (loopback by default) the metrics; both answer `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Admin,
+}
 
-/// Threads that send the answers to requests whose body was left unread (see `Api::handle`).
-const DRAIN_THREADS: usize = 4;
+/// How long a client told to wait for a body slot should wait, in seconds.
+const BODY_SLOTS_RETRY_AFTER: u32 = 5;
 
 /// The request handlers and what they share.
 pub struct Api {
     backends: Backends,
     metrics: Metrics,
-    drain: Sender<(tiny_http::Request, Reply)>,
     max_json_body: usize,
     max_picture_body: usize,
+    body_pace: BodyPace,
+    body_slots: BodySlots,
+    trusted_proxies: Vec<IpAddr>,
     cookie: SessionCookie,
     web: Web,
 }
@@ -178,6 +190,10 @@ struct SessionBody {
     token: Option<String>,
     expires_at: String,
     user: ProfileBody,
+    /// For the `Device-Token` header of the next login; left out (it went into the device
+    /// cookie) for the pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -187,23 +203,14 @@ struct StatusBody {
 
 impl Api {
     pub fn new(config: &Config) -> io::Result<Api> {
-        let (drain, to_drain) = crossbeam_channel::bounded::<(tiny_http::Request, Reply)>(64);
-        for index in 0..DRAIN_THREADS {
-            let to_drain = to_drain.clone();
-            thread::Builder::new()
-                .name(format!("http-drain-{index}"))
-                .spawn(move || {
-                    for (request, reply) in to_drain {
-                        respond(request, reply);
-                    }
-                })?;
-        }
         Ok(Api {
             backends: Backends::new(&config.backend)?,
             metrics: Metrics::new(),
-            drain,
             max_json_body: config.max_json_body,
             max_picture_body: config.max_picture_body,
+            body_pace: config.body_pace,
+            body_slots: BodySlots::new(config.body_slots),
+            trusted_proxies: config.trusted_proxies.clone(),
             cookie: SessionCookie::new(config.secure_cookies, config.public_origin.clone()),
             web: Web::new(),
         })
@@ -221,7 +228,7 @@ impl Api {
 
     /// Answers one request. Never panics outward: a panic in a handler is answered 500 and
     /// logged, and the worker carries on.
-    pub fn handle(&self, mut request: tiny_http::Request) {
+    pub fn handle(&self, mut request: tiny_http::Request, listener: Listener) {
         let started = Instant::now();
         let path = request
             .url()
@@ -232,32 +239,22 @@ impl Api {
         let route = Route::of(&path);
         let method = request.method().clone();
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.route(route, &path, &mut request)
+            self.route(route, listener, &path, &mut request)
         }))
         .unwrap_or_else(|_| {
             log::error!("a handler panicked on {method} {}", route.name());
             ApiError::new(500, "internal_error", "internal error").reply()
         });
         let status = reply.status;
-        // tiny_http drops a request by reading what is left of its body (up to 1 MiB, for up
-        // to about a second), on the thread that drops it. A body that was not pre-read (over
-        // 16 KiB, or held back by `Expect: 100-continue`) may be unread, whatever the status
-        // (a GET can declare one), so its answer goes to a drain thread and this worker moves
-        // on; if they are all busy, it is answered here.
-        let may_hold_body = request
-            .body_length()
-            .is_some_and(|length| length > PRE_READ_BODY)
-            || http::header_value(&request, "Expect").is_some();
-        if may_hold_body {
-            if let Err(
-                TrySendError::Full((request, reply)) | TrySendError::Disconnected((request, reply)),
-            ) = self.drain.try_send((request, reply))
-            {
-                respond(request, reply);
-            }
-        } else {
-            respond(request, reply);
+        // A body that was not read whole before the request was handed over (over 16 KiB, or
+        // behind `Expect: 100-continue`) may be partly unread, whatever the status (a GET can
+        // declare one, a refusal reads none of it). Draining it here would hold this worker at
+        // the client's pace, so the answer ends the connection instead, and the connection's
+        // own thread throws the rest away.
+        if request.body_on_socket() {
+            request.end_connection();
         }
+        respond(request, reply);
         let took = started.elapsed();
         self.metrics.record(route, status, took);
         log::debug!(
@@ -267,11 +264,29 @@ impl Api {
         );
     }
 
-    fn route(&self, route: Route, path: &str, request: &mut tiny_http::Request) -> Reply {
+    fn route(
+        &self,
+        route: Route,
+        listener: Listener,
+        path: &str,
+        request: &mut tiny_http::Request,
+    ) -> Reply {
         use tiny_http::Method::{Delete, Get, Head, Patch, Post, Put};
         let method = request.method().clone();
         let result = match (route, method) {
             (Route::Unknown, _) => Err(ApiError::not_found()),
+            // The internal counters are for the operator's listener only; the admin listener
+            // serves nothing else but the health checks.
+            (Route::Metrics, _) if listener == Listener::Public => Err(ApiError::not_found()),
+            (Route::Healthz | Route::Readyz | Route::Metrics, _) if listener == Listener::Admin => {
+                match (route, request.method()) {
+                    (Route::Healthz, Get) => Ok(Reply::json(200, &StatusBody { status: "ok" })),
+                    (Route::Readyz, Get) => self.readyz(),
+                    (Route::Metrics, Get) => Ok(self.metrics()),
+                    (route, _) => Err(ApiError::method_not_allowed(route.allow())),
+                }
+            }
+            (_, _) if listener == Listener::Admin => Err(ApiError::not_found()),
             (Route::Users, Post) => self.register(request),
             (Route::Sessions, Post) => self.login(request),
             (Route::CurrentSession, Delete) => self.logout(request),
@@ -281,7 +296,6 @@ impl Api {
             (Route::Picture, Get) => self.picture(request, &path[PICTURES_PATH.len()..]),
             (Route::Healthz, Get) => Ok(Reply::json(200, &StatusBody { status: "ok" })),
             (Route::Readyz, Get) => self.readyz(),
-            (Route::Metrics, Get) => Ok(self.metrics()),
             (Route::Page | Route::Asset, Get | Head) => Ok(self.page(request, path)),
             (route, _) => Err(ApiError::method_not_allowed(route.allow())),
         };
@@ -292,19 +306,26 @@ impl Api {
         let stale_cookie = matches!(&result, Err(error) if error.code == "unauthorized")
             && matches!(route, Route::Me | Route::MePicture | Route::CurrentSession)
             && self.cookie.in_use(request);
-        let reply = result.unwrap_or_else(|error| error.reply());
+        let mut reply = result.unwrap_or_else(|error| error.reply());
         if stale_cookie {
-            return reply.with_header("Set-Cookie", &self.cookie.clear());
+            reply = reply.with_header("Set-Cookie", &self.cookie.clear());
+        }
+        // Answers about an account (a profile, a session, a token, or an error about one) are
+        // never stored by a browser or a shared cache.
+        if route.carries_account_data() {
+            reply = reply.with_header("Cache-Control", "no-store");
         }
         reply
     }
 
     fn register(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
-        let body: RegisterBody = http::read_json(request, self.max_json_body)?;
+        let body: RegisterBody = http::read_json(request, self.max_json_body, self.body_pace)?;
         let request = Request::Register {
             username: body.username,
             password: Secret::new(body.password),
             nickname: body.nickname,
+            // tcp-server limits registrations per client address.
+            client: http::client_address(request, &self.trusted_proxies),
         };
         match self.call(&request, false)? {
             Response::Registered(profile) => Ok(Reply::json(201, &ProfileBody::from(profile))),
@@ -320,29 +341,32 @@ impl Api {
         if cookie {
             self.cookie.same_origin(request)?;
         }
-        let body: LoginBody = http::read_json(request, self.max_json_body)?;
+        let body: LoginBody = http::read_json(request, self.max_json_body, self.body_pace)?;
         let request = Request::Login {
             username: body.username,
             password: Secret::new(body.password),
-            // tcp-server throttles failed logins per username and client address.
-            client: request
-                .remote_addr()
-                .map(|peer| peer.ip().to_canonical().to_string()),
+            // tcp-server throttles failed logins per account, device and client address.
+            client: http::client_address(request, &self.trusted_proxies),
+            device: self.cookie.device_token(request).map(Secret::new),
         };
         match self.call(&request, true)? {
             Response::LoggedIn(session) => {
                 let token = session.token.expose().to_owned();
+                let device_token = session.device_token.expose().to_owned();
                 let body = SessionBody {
                     token: (!cookie).then(|| token.clone()),
                     expires_at: rfc3339(session.expires_at),
                     user: session.profile.into(),
+                    device_token: (!cookie).then(|| device_token.clone()),
                 };
-                let reply = Reply::json(200, &body).with_header("Cache-Control", "no-store");
+                let reply = Reply::json(200, &body);
                 if !cookie {
                     return Ok(reply);
                 }
                 let lifetime = session.expires_at - unix_now();
-                Ok(reply.with_header("Set-Cookie", &self.cookie.set(&token, lifetime)))
+                Ok(reply
+                    .with_header("Set-Cookie", &self.cookie.set(&token, lifetime))
+                    .with_header("Set-Cookie", &self.cookie.set_device(&device_token)))
             }
             other => Err(unexpected(other)),
         }
@@ -370,7 +394,7 @@ impl Api {
 
     fn update_nickname(&self, request: &mut tiny_http::Request) -> Result<Reply, ApiError> {
         let token = Secret::new(self.cookie.session_token(request)?);
-        let body: NicknameBody = http::read_json(request, self.max_json_body)?;
+        let body: NicknameBody = http::read_json(request, self.max_json_body, self.body_pace)?;
         let request = Request::UpdateNickname {
             token,
             nickname: body.nickname,
@@ -394,7 +418,38 @@ impl Api {
                 "the picture must be image/png, image/jpeg, image/gif or image/webp",
             ));
         }
-        let image = http::read_body(request, self.max_picture_body)?;
+        if request
+            .body_length()
+            .is_some_and(|length| length > self.max_picture_body)
+        {
+            return Err(ApiError::payload_too_large(self.max_picture_body));
+        }
+        // A body still on the socket is read at the client's pace, by a worker: only for a
+        // session that is valid (a forged or revoked token costs no body read), and by at most
+        // `body_slots` workers at once.
+        let _slot = if request.body_on_socket() {
+            match self.call(
+                &Request::GetProfile {
+                    token: token.clone(),
+                },
+                true,
+            )? {
+                Response::Profile(_) => {}
+                other => return Err(unexpected(other)),
+            }
+            let slot = self.body_slots.try_take().ok_or_else(|| {
+                ApiError::new(
+                    503,
+                    "uploads_busy",
+                    "too many uploads are arriving at once; retry shortly",
+                )
+                .retry_after(BODY_SLOTS_RETRY_AFTER)
+            })?;
+            Some(slot)
+        } else {
+            None
+        };
+        let image = http::read_body(request, self.max_picture_body, self.body_pace)?;
         match self.call(&Request::SetPicture { token, image }, true)? {
             Response::PictureSet(profile) => Ok(Reply::json(200, &ProfileBody::from(profile))),
             other => Err(unexpected(other)),
@@ -406,19 +461,19 @@ impl Api {
             return Err(ApiError::not_found());
         }
         let etag = format!("\"{key}\"");
-        // A key names its content for good, so a client holding it has the picture: no
-        // backend round trip is needed to say so.
-        if http::header_value(request, "If-None-Match").is_some_and(|value| {
+        // A key names its content for good, but the picture may be gone (replaced, or its
+        // account deleted): a revalidation asks the backend too, and a picture that is gone is
+        // 404 for everyone.
+        let revalidating = http::header_value(request, "If-None-Match").is_some_and(|value| {
             value
                 .split(',')
                 .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        }) {
-            return Ok(picture_headers(Reply::empty(304), &etag));
-        }
+        });
         let request = Request::GetPicture {
             key: key.to_owned(),
         };
         match self.call(&request, true)? {
+            Response::Picture(_) if revalidating => Ok(picture_headers(Reply::empty(304), &etag)),
             Response::Picture(picture) => {
                 let reply = Reply {
                     status: 200,
@@ -501,10 +556,12 @@ fn respond(request: tiny_http::Request, reply: Reply) {
     }
 }
 
+/// A picture's bytes never change under its key, but its owner can replace or delete it: an
+/// hour bounds how long any cache keeps showing a picture its owner took down.
 fn picture_headers(reply: Reply, etag: &str) -> Reply {
     reply
         .with_header("ETag", etag)
-        .with_header("Cache-Control", "public, max-age=31536000, immutable")
+        .with_header("Cache-Control", "public, max-age=3600, immutable")
         .with_header("X-Content-Type-Options", "nosniff")
 }
 

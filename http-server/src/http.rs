@@ -3,6 +3,9 @@
 //! the API looks at.
 
 use std::io::{self, Read};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -186,6 +189,8 @@ pub fn media_type(request: &Request) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct SessionCookie {
     name: &'static str,
+    /// The cookie that carries the device token the login hands out (see `set_device`).
+    device_name: &'static str,
     secure: bool,
     origin: Option<String>,
 }
@@ -202,6 +207,11 @@ impl SessionCookie {
             } else {
                 "gatehouse_session"
             },
+            device_name: if secure {
+                "__Host-gatehouse_device"
+            } else {
+                "gatehouse_device"
+            },
             secure,
             origin,
         }
@@ -210,19 +220,37 @@ impl SessionCookie {
     /// The cookie's value. Two or more session cookies (one planted under a parent domain, say)
     /// are no session: which one the browser meant cannot be told.
     fn value<'r>(&self, request: &'r Request) -> Result<Option<&'r str>, ApiError> {
-        let mut values = request
-            .headers()
-            .iter()
-            .filter(|h| h.field.equiv("Cookie"))
-            .flat_map(|h| h.value.as_str().split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| *name == self.name)
-            .map(|(_, value)| value.trim());
-        match (values.next(), values.next()) {
+        match cookie_values(request, self.name) {
             (None, _) => Ok(None),
             (Some(value), None) => Ok(Some(value)),
             (Some(_), Some(_)) => Err(ApiError::unauthorized()),
         }
+    }
+
+    /// The device token of a login: the `Device-Token` header (API clients), else the pages'
+    /// device cookie. Anything that is not exactly one plausible token is no token: the client
+    /// is then simply not recognised.
+    pub fn device_token(&self, request: &Request) -> Option<String> {
+        let token = match header_value(request, "Device-Token") {
+            Some(value) => Some(value.trim()),
+            None => match cookie_values(request, self.device_name) {
+                (Some(value), None) => Some(value),
+                _ => None,
+            },
+        }?;
+        (!token.is_empty() && token.len() <= MAX_TOKEN_LEN).then(|| token.to_owned())
+    }
+
+    /// The `Set-Cookie` value that stores a device token: HttpOnly and SameSite=Strict like the
+    /// session, and kept as long as browsers keep a cookie (400 days); the token's own expiry,
+    /// checked by tcp-server, is what counts.
+    pub fn set_device(&self, token: &str) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+            self.device_name,
+            400 * 24 * 3600
+        )
     }
 
     /// Whether the request carries the cookie (the pages' own check; the API checks the value).
@@ -303,8 +331,48 @@ impl SessionCookie {
     }
 }
 
-/// Tokens are 65 base64url characters; anything far longer is not one, and is not sent on.
+/// Tokens are 65 (session) and 76 (device) base64url characters; anything far longer is not
+/// one, and is not sent on.
 const MAX_TOKEN_LEN: usize = 512;
+
+/// Every value of the cookie `name` in the request's `Cookie` headers: the first two.
+fn cookie_values<'r>(request: &'r Request, name: &str) -> (Option<&'r str>, Option<&'r str>) {
+    let mut values = request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("Cookie"))
+        .flat_map(|h| h.value.as_str().split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(cookie, _)| *cookie == name)
+        .map(|(_, value)| value.trim());
+    (values.next(), values.next())
+}
+
+/// The client's address, for the throttle: the peer's, or, when the peer is one of the
+/// `trusted` proxies, the last address in `X-Forwarded-For` that is not one of them (the
+/// entries before it were written by the client and prove nothing).
+pub fn client_address(request: &Request, trusted: &[IpAddr]) -> Option<String> {
+    let peer = request.remote_addr()?.ip().to_canonical();
+    if !trusted.contains(&peer) {
+        return Some(peer.to_string());
+    }
+    let hops: Vec<&str> = request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("X-Forwarded-For"))
+        .flat_map(|h| h.value.as_str().split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+            Ok(ip) if trusted.contains(&ip) => continue,
+            Ok(ip) => return Some(ip.to_string()),
+            // Not an address: the proxy did not write it; the proxy is all that is known.
+            Err(_) => break,
+        }
+    }
+    Some(peer.to_string())
+}
 
 /// Whether the request has an `Authorization: Bearer` header.
 fn has_bearer(request: &Request) -> bool {
@@ -354,17 +422,93 @@ pub fn query_flag(request: &Request, name: &str) -> Result<bool, ApiError> {
     Ok(value)
 }
 
-/// Reads the body, refusing it with 413 past `limit` bytes without reading further: a declared
-/// length over the limit is refused before a byte is read.
-pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The slowest a body may arrive: after `grace`, at least `min_rate` bytes a second on average,
+/// so every body has a deadline that grows with what has arrived. (A body of up to
+/// `tiny_http::PRE_READ_LIMIT` was read whole before the request was handed over, within the
+/// client idle timeout.)
+#[derive(Debug, Clone, Copy)]
+pub struct BodyPace {
+    /// How long before the rate starts to count.
+    pub grace: Duration,
+    /// Bytes a second, on average, at least.
+    pub min_rate: u64,
+}
+
+/// A reader that fails with `TimedOut` once the body falls behind its [`BodyPace`]. Checked
+/// before each read, so a client can overrun by at most one read timeout of its socket.
+struct Paced<R> {
+    inner: R,
+    pace: BodyPace,
+    started: Instant,
+    received: u64,
+}
+
+impl<R: Read> Read for Paced<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let allowed = self.pace.grace
+            + Duration::from_secs_f64(self.received as f64 / self.pace.min_rate.max(1) as f64);
+        if self.started.elapsed() > allowed {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request body arrives too slowly",
+            ));
+        }
+        let read = self.inner.read(buf)?;
+        self.received += read as u64;
+        Ok(read)
+    }
+}
+
+/// Places for workers reading a body off the socket: at most `max` at once, so clients that
+/// send slowly cannot hold every worker.
+pub struct BodySlots {
+    used: AtomicUsize,
+    max: usize,
+}
+
+/// A taken place, given back on drop.
+pub struct BodySlot<'a>(&'a BodySlots);
+
+impl BodySlots {
+    pub fn new(max: usize) -> BodySlots {
+        BodySlots {
+            used: AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// A place, or `None` when all are taken.
+    pub fn try_take(&self) -> Option<BodySlot<'_>> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.max).then_some(used + 1)
+            })
+            .ok()
+            .map(|_| BodySlot(self))
+    }
+}
+
+impl Drop for BodySlot<'_> {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads the body at no less than `pace` (else 408), refusing it with 413 past `limit` bytes
+/// without reading further: a declared length over the limit is refused before a byte is read.
+pub fn read_body(request: &mut Request, limit: usize, pace: BodyPace) -> Result<Vec<u8>, ApiError> {
     if request.body_length().is_some_and(|length| length > limit) {
         return Err(ApiError::payload_too_large(limit));
     }
     let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(limit));
-    let read = request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body);
+    let read = Paced {
+        inner: request.as_reader(),
+        pace,
+        started: Instant::now(),
+        received: 0,
+    }
+    .take(limit as u64 + 1)
+    .read_to_end(&mut body);
     match read {
         Ok(_) if body.len() > limit => Err(ApiError::payload_too_large(limit)),
         Ok(_) => Ok(body),
@@ -390,7 +534,11 @@ pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiErro
 
 /// Reads a JSON body of type `T`: 415 for another content type, 413 past `limit`, 400
 /// `invalid_json` for anything that is not exactly a `T`.
-pub fn read_json<T: DeserializeOwned>(request: &mut Request, limit: usize) -> Result<T, ApiError> {
+pub fn read_json<T: DeserializeOwned>(
+    request: &mut Request,
+    limit: usize,
+    pace: BodyPace,
+) -> Result<T, ApiError> {
     if media_type(request).as_deref() != Some("application/json") {
         return Err(ApiError::new(
             415,
@@ -398,7 +546,7 @@ pub fn read_json<T: DeserializeOwned>(request: &mut Request, limit: usize) -> Re
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    let body = read_body(request, limit)?;
+    let body = read_body(request, limit, pace)?;
     // serde's derived structs also accept an array of the fields in order; the API's bodies
     // are objects only.
     if body.trim_ascii_start().first() != Some(&b'{') {

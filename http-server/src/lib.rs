@@ -5,7 +5,8 @@
 //! # Layout
 //! - `lib.rs` (this file): [`Config`], [`Shutdown`] and [`run`], the worker loop.
 //! - `api`: the routes of API v1 and the operational endpoints, and how each maps to a proto
-//!   request and back.
+//!   request and back; the public listener serves the API and the pages, the admin listener
+//!   the metrics, and both the health checks.
 //! - `http`: what every handler shares: bounded body reads, JSON replies, the error body.
 //! - `backend`: the per-backend socket pools and the choice of a backend for each request.
 //! - `metrics`: counters and histograms, rendered in the Prometheus text format.
@@ -23,7 +24,7 @@ mod metrics;
 mod web;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -32,8 +33,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 pub use backend::BackendConfig;
+pub use http::BodyPace;
 
-use crate::api::Api;
+use crate::api::{Api, Listener};
 
 /// How often an idle worker looks at the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -52,6 +54,14 @@ pub struct Config {
     pub max_json_body: usize,
     /// The largest picture upload accepted, in bytes.
     pub max_picture_body: usize,
+    /// The slowest a body may arrive (408 past it).
+    pub body_pace: BodyPace,
+    /// Workers that may read a body off the socket at once (a picture over 16 KiB); past it,
+    /// 503 `uploads_busy`.
+    pub body_slots: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (the throttle counts per client
+    /// address); from anyone else the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
     /// After a stop is requested, how long requests already received may still be answered.
     pub shutdown_grace: Duration,
     /// Mark the pages' session cookie `Secure` (browsers then send it over HTTPS only) and name
@@ -68,8 +78,14 @@ impl Default for Config {
         Config {
             workers: 16,
             backend: BackendConfig::default(),
-            max_json_body: 16 * 1024,
+            max_json_body: tiny_http::PRE_READ_LIMIT,
             max_picture_body: 2 * 1024 * 1024,
+            body_pace: BodyPace {
+                grace: Duration::from_secs(1),
+                min_rate: 32 * 1024,
+            },
+            body_slots: 4,
+            trusted_proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
             secure_cookies: false,
             public_origin: None,
@@ -151,21 +167,54 @@ impl Shutdown {
     }
 }
 
-/// Serves HTTP on `listener` until `shutdown` is triggered. Build the listener with [`bind`]:
-/// its socket options are how idle and stalled clients are bounded.
-pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Result<()> {
-    let address = listener.local_addr()?;
-    // Kept to stop the accept loop: tiny_http owns the listener and has no way to be told.
-    let stopper = listener.try_clone()?;
-    let server = tiny_http::Server::from_listener(listener, None)
+/// The two listeners: the public one (the API and the pages) and the operator's (metrics and
+/// health checks; keep it on loopback or a private network).
+pub struct Listeners {
+    /// The public listener.
+    pub public: TcpListener,
+    /// The admin listener.
+    pub admin: TcpListener,
+}
+
+/// Serves HTTP on the listeners until `shutdown` is triggered. Build them with [`bind`]: their
+/// socket options are how idle and stalled clients are bounded.
+pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Result<()> {
+    let address = listeners.public.local_addr()?;
+    let admin_address = listeners.admin.local_addr()?;
+    // Kept to stop the accept loops: tiny_http owns the listeners and has no way to be told.
+    let stopper = listeners.public.try_clone()?;
+    let admin_stopper = listeners.admin.try_clone()?;
+    let server = tiny_http::Server::from_listener(listeners.public, None)
         .map_err(|error| io::Error::other(error.to_string()))?;
     let server = Arc::new(server);
+    let admin = tiny_http::Server::from_listener(listeners.admin, None)
+        .map_err(|error| io::Error::other(error.to_string()))?;
     let api = Arc::new(Api::new(&config)?);
     log::info!(
-        "serving HTTP on {address} with {} workers, backends {}",
+        "serving HTTP on {address} (admin: {admin_address}) with {} workers, backends {}",
         config.workers,
         api.backends_description()
     );
+    // One thread answers the admin listener: a scrape or a health check at a time.
+    let admin_worker = {
+        let (api, shutdown) = (Arc::clone(&api), shutdown.clone());
+        thread::Builder::new()
+            .name("http-admin".to_owned())
+            .spawn(move || {
+                while !shutdown.requested() {
+                    match admin.recv_timeout(TICK) {
+                        Ok(Some(request)) => api.handle(request, Listener::Admin),
+                        Ok(None) => {}
+                        Err(error) => {
+                            log::error!("receiving an admin request failed: {error}");
+                            thread::sleep(TICK);
+                        }
+                    }
+                }
+                admin.close_connections();
+                admin.close_idle_connections();
+            })?
+    };
 
     let mut workers = Vec::with_capacity(config.workers);
     for index in 0..config.workers {
@@ -183,6 +232,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Res
     }
     log::info!("stopping: no new connections; answering the requests already received");
     stop_accepting(&stopper, address);
+    stop_accepting(&admin_stopper, admin_address);
     // Each connection ends after its next answer, which says `Connection: close`. Clients
     // that are busy send that request within moments; connections still open after that are
     // idle and are ended, since an idle client may wait longer than the grace.
@@ -192,7 +242,7 @@ pub fn run(listener: TcpListener, config: Config, shutdown: Shutdown) -> io::Res
         thread::sleep(TICK);
     }
     server.close_idle_connections();
-    for worker in workers {
+    for worker in workers.into_iter().chain([admin_worker]) {
         if worker.join().is_err() {
             log::error!("a worker thread panicked");
         }
@@ -233,7 +283,7 @@ fn work(server: &tiny_http::Server, api: &Api, shutdown: &Shutdown, grace: Durat
         // more can come.
         let connections_done = stop_by.is_some() && server.num_connections() == 0;
         match server.recv_timeout(TICK) {
-            Ok(Some(request)) => api.handle(request),
+            Ok(Some(request)) => api.handle(request, Listener::Public),
             Ok(None) if connections_done => return,
             Ok(None) => {}
             Err(error) => {

@@ -1,13 +1,13 @@
 //! http-server's entry point: parses the command line once into typed settings, binds, and
 //! hands over to the library.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use http_server::{BackendConfig, Config, Listen, Shutdown};
+use http_server::{BackendConfig, BodyPace, Config, Listen, Listeners, Shutdown};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -22,6 +22,10 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Where the operator's endpoints listen: /metrics (served nowhere else), /healthz and
+    /// /readyz. Keep it on loopback or a private network.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    admin_listen: SocketAddr,
     /// A tcp-server address; repeat for several. Requests spread over those that answer.
     #[arg(long = "backend", default_value = "127.0.0.1:7070")]
     backends: Vec<SocketAddr>,
@@ -51,11 +55,23 @@ struct Cli {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     client_write_timeout: Duration,
     /// The largest JSON request body, in bytes (413 past it).
-    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u64).range(2..=16 * 1024))]
+    #[arg(long, default_value_t = tiny_http::PRE_READ_LIMIT as u64, value_parser = clap::value_parser!(u64).range(2..=tiny_http::PRE_READ_LIMIT as u64))]
     max_json_body: u64,
     /// The largest picture upload, in bytes (413 past it); tcp-server has its own limit too.
     #[arg(long, default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=(proto::DEFAULT_MAX_FRAME_LEN as u64 - 1024)))]
     max_picture_body: u64,
+    /// The slowest a request body may arrive, in bytes a second on average after its first
+    /// second (408 past it): a 2 MiB picture then has about a minute.
+    #[arg(long, default_value_t = Config::default().body_pace.min_rate, value_parser = clap::value_parser!(u64).range(1..))]
+    min_body_rate: u64,
+    /// Workers that may read a large body (a picture over 16 KiB) at once; past it uploads get
+    /// 503 uploads_busy. Default: a quarter of the workers, at least one.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    body_slots: Option<u32>,
+    /// A reverse proxy (its IP address) whose X-Forwarded-For names the client, for the
+    /// per-address limits; repeat for several. From any other peer the header is ignored.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<IpAddr>,
     /// After SIGINT/SIGTERM, how long requests already received may still be answered.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -114,17 +130,31 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
         },
         max_json_body: cli.max_json_body as usize,
         max_picture_body: cli.max_picture_body as usize,
+        body_pace: BodyPace {
+            min_rate: cli.min_body_rate,
+            ..Config::default().body_pace
+        },
+        body_slots: cli
+            .body_slots
+            .map_or((cli.workers as usize / 4).max(1), |slots| slots as usize),
+        trusted_proxies: cli.trusted_proxies,
         shutdown_grace: cli.shutdown_grace,
         secure_cookies: cli.secure_cookies,
         public_origin: cli.public_origin,
     };
-    let listener = http_server::bind(&Listen {
-        address: cli.listen,
-        backlog: cli.backlog,
-        idle_timeout: cli.client_idle_timeout,
-        write_timeout: cli.client_write_timeout,
-    })
-    .with_context(|| format!("binding {}", cli.listen))?;
+    let listen = |address| {
+        http_server::bind(&Listen {
+            address,
+            backlog: cli.backlog,
+            idle_timeout: cli.client_idle_timeout,
+            write_timeout: cli.client_write_timeout,
+        })
+        .with_context(|| format!("binding {address}"))
+    };
+    let listeners = Listeners {
+        public: listen(cli.listen)?,
+        admin: listen(cli.admin_listen)?,
+    };
     let shutdown = Shutdown::new();
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let on_signal = shutdown.clone();
@@ -141,7 +171,7 @@ fn serve(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         })?;
-    http_server::run(listener, config, shutdown).context("serving")
+    http_server::run(listeners, config, shutdown).context("serving")
 }
 
 /// An origin as browsers send it: scheme, host and optional port, no path.

@@ -198,12 +198,14 @@ fn login_returns_a_token_its_expiry_and_the_profile() {
         .collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["token", "expires_at", "user"]),
+        BTreeSet::from(["token", "expires_at", "user", "device_token"]),
         "{body}"
     );
     assert_eq!(assert_profile(&body["user"], &username, &username), id);
     let token = body["token"].as_str().unwrap();
     assert!(token.len() >= 32, "{token}");
+    assert_eq!(body["device_token"].as_str().unwrap().len(), 76, "{body}");
+    assert_eq!(session.header("Cache-Control"), Some("no-store"));
 
     // RFC 3339, one session lifetime (an hour in the test backend) from now.
     let expires_at = body["expires_at"].as_str().unwrap();
@@ -251,7 +253,8 @@ fn login_failures_are_indistinguishable() {
 
 #[test]
 fn repeated_failed_logins_get_429_with_retry_after() {
-    // tcp-server's default: 10 failures per username and client in a 5-minute window.
+    // tcp-server's default: 10 failures from unrecognised clients of one account, then a
+    // lockout of a minute.
     let stack = Stack::start();
     let front = &stack.front;
     let username = unique_name("guessed");
@@ -266,7 +269,7 @@ fn repeated_failed_logins_get_429_with_retry_after() {
         .expect("a 429 says when to retry")
         .parse()
         .unwrap();
-    assert!((290..=300).contains(&retry_after), "{retry_after}");
+    assert!((59..=60).contains(&retry_after), "{retry_after}");
     // Other usernames from the same client are not affected.
     new_session(front);
 }
@@ -686,6 +689,28 @@ fn unknown_and_malformed_picture_keys_are_not_found() {
 }
 
 #[test]
+fn metrics_are_served_on_the_admin_listener_only() {
+    let stack = Stack::start();
+    let front = &stack.front;
+    // The public listener serves no internal counters, whatever the method.
+    for method in ["GET", "HEAD", "POST"] {
+        let answer = send(method, &front.url("/metrics"), &[], None);
+        assert_eq!(answer.status, 404, "{method}");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("gatehouse_"));
+    }
+    // The admin listener serves them and the health checks, and nothing of the API.
+    assert_eq!(get(&front.admin_url("/metrics")).status, 200);
+    assert_eq!(
+        get(&front.admin_url("/healthz")).json(),
+        json!({"status": "ok"})
+    );
+    assert_eq!(get(&front.admin_url("/readyz")).status, 200);
+    get(&front.admin_url("/api/v1/me")).assert_error(404, "not_found");
+    get(&front.admin_url("/login")).assert_error(404, "not_found");
+    send("POST", &front.admin_url("/metrics"), &[], None).assert_error(405, "method_not_allowed");
+}
+
+#[test]
 fn health_readiness_and_metrics() {
     let stack = Stack::start();
     let front = &stack.front;
@@ -705,7 +730,7 @@ fn health_readiness_and_metrics() {
     login(front, &username, "wrong password").assert_error(401, "invalid_credentials");
     get(&front.url("/nowhere")).assert_error(404, "not_found");
 
-    let metrics = get(&front.url("/metrics"));
+    let metrics = get(&front.admin_url("/metrics"));
     assert_eq!(metrics.status, 200);
     let content_type = metrics.header("Content-Type").unwrap();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
@@ -837,7 +862,6 @@ fn wrong_methods_get_405_with_allow() {
         ("/api/v1/pictures/1-0123456789abcdef", "GET"),
         ("/healthz", "GET"),
         ("/readyz", "GET"),
-        ("/metrics", "GET"),
     ];
     for (path, allow) in routes {
         let allowed: Vec<&str> = allow.split(", ").collect();

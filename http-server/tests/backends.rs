@@ -20,7 +20,7 @@ const PASSWORD: &str = "a long enough password";
 const UNAVAILABLE_WITHIN: Duration = Duration::from_secs(1);
 
 fn metrics_text(front: &Front) -> String {
-    let answer = get(&front.url("/metrics"));
+    let answer = get(&front.admin_url("/metrics"));
     assert_eq!(answer.status, 200);
     String::from_utf8(answer.body).unwrap()
 }

@@ -7,16 +7,17 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use http_server::{BackendConfig, Config, Listen, Shutdown};
+use http_server::{BackendConfig, Config, Listen, Listeners, Shutdown};
 use serde_json::Value;
 use tcp_server::db::{self, Db, DbConfig};
+use tcp_server::device::DeviceKey;
 use tcp_server::ops::Context;
 use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::picture::{PictureConfig, Pictures};
 use tcp_server::secrets::Secrets;
 use tcp_server::server::{self, ServerConfig};
 use tcp_server::stats::Stats;
-use tcp_server::throttle::{LoginThrottle, ThrottleConfig};
+use tcp_server::throttle::{Throttle, ThrottleConfig};
 use tcp_server::token::TokenKey;
 
 /// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
@@ -65,8 +66,10 @@ fn context() -> Context {
         tokens: TokenKey::new(secrets.token_key),
         pictures: Pictures::new(PictureConfig::default(), 2),
         session_ttl: Duration::from_secs(3600),
+        devices: DeviceKey::new(secrets.device_key),
+        device_ttl: Duration::from_secs(3600),
         stats: Stats::default(),
-        throttle: LoginThrottle::new(ThrottleConfig::default()),
+        throttle: Throttle::new(&open_throttle()),
     }
 }
 
@@ -82,6 +85,7 @@ pub fn context_with(pepper: &[u8], params: PasswordParams, session_ttl: Duration
     Context {
         hasher: Hasher::new(params, secrets.pepper, 2).unwrap(),
         tokens: TokenKey::new(secrets.token_key),
+        devices: DeviceKey::new(secrets.device_key),
         session_ttl,
         ..context()
     }
@@ -112,6 +116,14 @@ impl Backend {
     /// A backend over `ctx` (see [`context_with`]).
     pub fn start_with_context(ctx: Context) -> Backend {
         Backend::start_serving(TcpListener::bind("127.0.0.1:0").unwrap(), 16, ctx)
+    }
+
+    /// A backend with these throttle limits (the others have `open_throttle()`).
+    pub fn start_with_throttle(throttle: &ThrottleConfig) -> Backend {
+        Backend::start_with_context(Context {
+            throttle: Throttle::new(throttle),
+            ..context()
+        })
     }
 
     /// A backend whose pepper is `pepper`: its password hashes and tokens are not the others'.
@@ -206,6 +218,8 @@ pub fn config(backends: &[SocketAddr]) -> Config {
 pub struct Front {
     pub addr: SocketAddr,
     pub base: String,
+    /// The admin listener (`/metrics`).
+    pub admin_base: String,
     shutdown: Shutdown,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -216,20 +230,28 @@ impl Front {
     }
 
     pub fn start_with(config: Config, idle_timeout: Duration) -> Front {
-        let listener = http_server::bind(&Listen {
-            address: "127.0.0.1:0".parse().unwrap(),
-            backlog: 4096,
-            idle_timeout,
-            write_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listen = || {
+            http_server::bind(&Listen {
+                address: "127.0.0.1:0".parse().unwrap(),
+                backlog: 4096,
+                idle_timeout,
+                write_timeout: Duration::from_secs(5),
+            })
+            .unwrap()
+        };
+        let listeners = Listeners {
+            public: listen(),
+            admin: listen(),
+        };
+        let addr = listeners.public.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = thread::spawn(move || http_server::run(listener, config, stop));
+        let thread = thread::spawn(move || http_server::run(listeners, config, stop));
         Front {
             addr,
             base: format!("http://{addr}"),
+            admin_base: format!("http://{admin}"),
             shutdown,
             thread: Some(thread),
         }
@@ -237,6 +259,11 @@ impl Front {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_base)
     }
 
     /// Stops the front end and waits for `run` to return.
@@ -642,5 +669,19 @@ pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Limits for the tests that are not about them: every test of this process registers and logs
+/// in from 127.0.0.1, so the per-address limits would soon refuse them. The throttle's own tests
+/// set the limits they exercise.
+pub fn open_throttle() -> ThrottleConfig {
+    ThrottleConfig {
+        address_failures: 10_000,
+        register_burst: 10_000,
+        register_global_burst: 10_000,
+        max_accounts: 10_000,
+        max_clients: 10_000,
+        ..ThrottleConfig::default()
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod backends;
 mod browser;
+mod hostile;
 mod openapi;
 mod robustness;
 mod security;

@@ -35,7 +35,8 @@ fn cookie_login(front: &Front, username: &str, password: &str) -> (Answer, Strin
         String::from_utf8_lossy(&answer.body)
     );
     let cookies = set_cookies(&answer);
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert_eq!(cookies.len(), 2, "the session and the device: {cookies:?}");
+    assert!(cookies[1].starts_with("gatehouse_device="), "{cookies:?}");
     let value = cookies[0]
         .strip_prefix("gatehouse_session=")
         .and_then(|rest| rest.split(';').next())
@@ -109,8 +110,8 @@ fn the_pages_login_puts_the_session_in_an_http_only_cookie_and_logout_clears_it(
     let (answer, token) = cookie_login(front, &username, &password);
     let body = answer.json();
     assert!(
-        body.get("token").is_none(),
-        "the token stays out of the body: {body}"
+        body.get("token").is_none() && body.get("device_token").is_none(),
+        "the tokens stay out of the body: {body}"
     );
     assert_eq!(body["user"]["username"], username.as_str());
     assert!(body["expires_at"].is_string());
@@ -131,6 +132,11 @@ fn the_pages_login_puts_the_session_in_an_http_only_cookie_and_logout_clears_it(
         !cookie.contains("Secure"),
         "plain HTTP by default: {cookie}"
     );
+    // The device cookie: as guarded as the session's, and kept across sessions.
+    let device = set_cookies(&answer)[1].to_owned();
+    for attribute in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=34560000"] {
+        assert!(device.contains(attribute), "{attribute} in {device}");
+    }
 
     // The cookie is a session: it reads the profile, and the bearer form of the same token
     // works too.
@@ -389,6 +395,9 @@ fn behind_a_tls_proxy_the_cookie_is_secure_and_the_origin_is_the_configured_one(
     let cookie = set_cookies(&answer)[0].to_owned();
     assert!(cookie.starts_with("__Host-gatehouse_session="), "{cookie}");
     assert!(cookie.contains("; Secure"), "{cookie}");
+    let device = set_cookies(&answer)[1].to_owned();
+    assert!(device.starts_with("__Host-gatehouse_device="), "{device}");
+    assert!(device.contains("; Secure"), "{device}");
     let token = cookie["__Host-gatehouse_session=".len()..]
         .split(';')
         .next()

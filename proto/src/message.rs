@@ -99,6 +99,9 @@ pub enum Request {
         password: Secret,
         /// Display name; the username when absent.
         nickname: Option<String>,
+        /// Who is registering, as http-server saw them (an IP address as text): registrations
+        /// are limited per client; absent, the client counts as unknown.
+        client: Option<String>,
     },
     /// Check a password and open a session; answered with [`Response::LoggedIn`].
     Login {
@@ -107,9 +110,13 @@ pub enum Request {
         /// Plain-text password.
         password: Secret,
         /// Who is logging in, as http-server saw it (the peer's IP address as text). Failed
-        /// logins are throttled per username and client, so one client guessing cannot lock
-        /// the account's owner out elsewhere; absent, the client counts as unknown.
+        /// logins are throttled per client address over all usernames; absent, the client
+        /// counts as unknown.
         client: Option<String>,
+        /// The device token the client was given at an earlier login to this username, if it
+        /// sent one: such a client is judged on its own failures, so a flood of guesses at the
+        /// account does not lock its owner out.
+        device: Option<Secret>,
     },
     /// Revoke the session; answered with [`Response::LoggedOut`].
     Logout {
@@ -191,6 +198,8 @@ pub struct Session {
     pub expires_at: i64,
     /// The account logged in to.
     pub profile: Profile,
+    /// A fresh device token for this username, for the client to send at its next login.
+    pub device_token: Secret,
 }
 
 /// The image formats a picture can have.
@@ -417,19 +426,23 @@ impl Request {
                 username,
                 password,
                 nickname,
+                client,
             } => {
                 wire::put_str(out, "username", username)?;
                 wire::put_str(out, "password", password.expose())?;
-                wire::put_opt_str(out, "nickname", nickname.as_deref())
+                wire::put_opt_str(out, "nickname", nickname.as_deref())?;
+                wire::put_opt_str(out, "client", client.as_deref())
             }
             Request::Login {
                 username,
                 password,
                 client,
+                device,
             } => {
                 wire::put_str(out, "username", username)?;
                 wire::put_str(out, "password", password.expose())?;
-                wire::put_opt_str(out, "client", client.as_deref())
+                wire::put_opt_str(out, "client", client.as_deref())?;
+                wire::put_opt_str(out, "device", device.as_ref().map(Secret::expose))
             }
             Request::Logout { token } | Request::GetProfile { token } => {
                 wire::put_str(out, "token", token.expose())
@@ -453,11 +466,13 @@ impl Request {
                 username: r.string("username")?,
                 password: Secret(r.string("password")?),
                 nickname: r.opt_string("nickname")?,
+                client: r.opt_string("client")?,
             },
             kind::LOGIN => Request::Login {
                 username: r.string("username")?,
                 password: Secret(r.string("password")?),
                 client: r.opt_string("client")?,
+                device: r.opt_string("device")?.map(Secret),
             },
             kind::LOGOUT => Request::Logout {
                 token: Secret(r.string("token")?),
@@ -513,7 +528,8 @@ impl Response {
             Response::LoggedIn(session) => {
                 wire::put_str(out, "token", session.token.expose())?;
                 wire::put_i64(out, session.expires_at);
-                put_profile(out, &session.profile)
+                put_profile(out, &session.profile)?;
+                wire::put_str(out, "device_token", session.device_token.expose())
             }
             Response::Picture(picture) => {
                 wire::put_u8(out, picture.format as u8);
@@ -549,6 +565,7 @@ impl Response {
                 token: Secret(r.string("token")?),
                 expires_at: r.i64("expires_at")?,
                 profile: read_profile(r)?,
+                device_token: Secret(r.string("device_token")?),
             }),
             kind::LOGGED_OUT => Response::LoggedOut,
             kind::PROFILE => Response::Profile(read_profile(r)?),

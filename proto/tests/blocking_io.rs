@@ -19,6 +19,7 @@ fn login() -> Request {
         username: "alice".into(),
         password: Secret::new("hunter2"),
         client: None,
+        device: None,
     }
 }
 
@@ -162,6 +163,7 @@ fn write_then_read_round_trips() {
             nickname: "Alice".into(),
             picture: Some("p/42".into()),
         },
+        device_token: Secret::new("d3v1c3"),
     });
     let mut stream = Vec::new();
     let mut buf = Vec::new();
@@ -513,6 +515,7 @@ fn small_request() -> impl Strategy<Value = Request> {
             username,
             password: Secret::new(password),
             client: None,
+            device: None,
         }),
         vec(any::<u8>(), 0..2000).prop_map(|image| Request::SetPicture {
             token: Secret::new("tok"),

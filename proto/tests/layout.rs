@@ -54,36 +54,50 @@ fn request_bodies_follow_the_specification() {
             username: "alice".into(),
             password: Secret::new("pw"),
             nickname: None,
+            client: None,
         },
         0x02,
-        b().str("alice").str("pw").u8(0),
+        b().str("alice").str("pw").u8(0).u8(0),
     );
     assert_layout(
         Request::Register {
             username: "alice".into(),
             password: Secret::new("pw"),
             nickname: Some("Al".into()),
+            client: Some("192.0.2.1".into()),
         },
         0x02,
-        b().str("alice").str("pw").u8(1).str("Al"),
+        b().str("alice")
+            .str("pw")
+            .u8(1)
+            .str("Al")
+            .u8(1)
+            .str("192.0.2.1"),
     );
     assert_layout(
         Request::Login {
             username: "alice".into(),
             password: Secret::new("pw"),
             client: None,
+            device: None,
         },
         0x03,
-        b().str("alice").str("pw").u8(0),
+        b().str("alice").str("pw").u8(0).u8(0),
     );
     assert_layout(
         Request::Login {
             username: "alice".into(),
             password: Secret::new("pw"),
             client: Some("192.0.2.1".into()),
+            device: Some(Secret::new("dev")),
         },
         0x03,
-        b().str("alice").str("pw").u8(1).str("192.0.2.1"),
+        b().str("alice")
+            .str("pw")
+            .u8(1)
+            .str("192.0.2.1")
+            .u8(1)
+            .str("dev"),
     );
     assert_layout(Request::Logout { token: token() }, 0x04, b().str("tok"));
     assert_layout(Request::GetProfile { token: token() }, 0x05, b().str("tok"));
@@ -125,11 +139,13 @@ fn response_bodies_follow_the_specification() {
             token: token(),
             expires_at: 1_700_000_000,
             profile: profile(Some("p1")),
+            device_token: Secret::new("dev"),
         }),
         0x83,
         b().str("tok")
             .i64(1_700_000_000)
-            .profile(-2, "alice", "Ålice", Some("p1")),
+            .profile(-2, "alice", "Ålice", Some("p1"))
+            .str("dev"),
     );
     assert_layout(Response::LoggedOut, 0x84, b());
     assert_layout(
@@ -273,11 +289,12 @@ fn worked_examples_in_the_specification_are_exact() {
         username: "alice".into(),
         password: Secret::new("hunter2"),
         client: None,
+        device: None,
     };
     assert_eq!(
         hex(&encoded(42, &login)),
-        "47 48 01 03 00 00 00 2a 00 00 00 11 \
-         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00"
+        "47 48 01 03 00 00 00 2a 00 00 00 12 \
+         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00 00"
     );
     assert_eq!(
         hex(&encoded(42, &Response::Pong)),
@@ -302,6 +319,7 @@ fn secrets_never_appear_in_debug_output() {
             username: "alice".into(),
             password: Secret::new("hunter2"),
             client: None,
+            device: Some(Secret::new("hunter2")),
         },
         &Request::UpdateNickname {
             token: Secret::new("hunter2"),
@@ -311,6 +329,7 @@ fn secrets_never_appear_in_debug_output() {
             token: Secret::new("hunter2"),
             expires_at: 0,
             profile: profile(None),
+            device_token: Secret::new("hunter2"),
         }),
         &proto::Frame {
             request_id: 1,

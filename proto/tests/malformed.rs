@@ -188,10 +188,13 @@ fn body_errors_in_requests() {
         case("register, presence byte 0xff", f(kind::REGISTER, ok(b()).u8(0xFF)), tag("nickname", 0xFF)),
         case("ping with a body", f(kind::PING, b().u8(0)), trailing(1)),
         case("stats request with a body", f(kind::STATS, b().u32(0)), trailing(4)),
-        case("login with extra bytes", f(kind::LOGIN, ok(b()).u8(0).raw(&[1, 2, 3])), trailing(3)),
+        case("login with extra bytes", f(kind::LOGIN, ok(b()).u8(0).u8(0).raw(&[1, 2, 3])), trailing(3)),
         case("login without the client's presence byte", f(kind::LOGIN, ok(b())), truncated("client")),
         case("login, client presence byte 2", f(kind::LOGIN, ok(b()).u8(2)), tag("client", 2)),
-        case("register with a second presence byte", f(kind::REGISTER, ok(b()).u8(0).u8(0)), trailing(1)),
+        case("login without the device's presence byte", f(kind::LOGIN, ok(b()).u8(0)), truncated("device")),
+        case("login, device presence byte 2", f(kind::LOGIN, ok(b()).u8(0).u8(2)), tag("device", 2)),
+        case("register without the client's presence byte", f(kind::REGISTER, ok(b()).u8(0)), truncated("client")),
+        case("register with a third presence byte", f(kind::REGISTER, ok(b()).u8(0).u8(0).u8(0)), trailing(1)),
         case("set picture with a byte after the image", f(kind::SET_PICTURE, b().str("tok").blob(&[9; 16]).u8(0)), trailing(1)),
     ]);
 }
@@ -345,6 +348,7 @@ fn encoding_an_over_long_string_fails_and_leaves_the_buffer_unchanged() {
             username: over.clone(),
             password: Secret::new("pw"),
             client: None,
+            device: None,
         },
         EncodeError::StringTooLong {
             field: "username",
@@ -356,6 +360,7 @@ fn encoding_an_over_long_string_fails_and_leaves_the_buffer_unchanged() {
             username: "alice".into(),
             password: Secret::new(over_in_bytes.clone()),
             client: None,
+            device: None,
         },
         EncodeError::StringTooLong {
             field: "password",
@@ -367,10 +372,11 @@ fn encoding_an_over_long_string_fails_and_leaves_the_buffer_unchanged() {
         &Request::Register {
             username: "alice".into(),
             password: Secret::new("pw"),
-            nickname: Some(over_in_bytes),
+            nickname: Some("Al".into()),
+            client: Some(over_in_bytes),
         },
         EncodeError::StringTooLong {
-            field: "nickname",
+            field: "client",
             len: MAX_STRING_LEN + 2,
         },
     );

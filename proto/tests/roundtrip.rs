@@ -108,19 +108,23 @@ fn error_reply() -> impl Strategy<Value = ErrorReply> {
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::Ping),
-        (text(), secret(), option::of(text())).prop_map(|(username, password, nickname)| {
-            Request::Register {
-                username,
-                password,
-                nickname,
+        (text(), secret(), option::of(text()), option::of(text())).prop_map(
+            |(username, password, nickname, client)| {
+                Request::Register {
+                    username,
+                    password,
+                    nickname,
+                    client,
+                }
             }
-        }),
-        (text(), secret(), proptest::option::of(text())).prop_map(
-            |(username, password, client)| {
+        ),
+        (text(), secret(), option::of(text()), option::of(secret())).prop_map(
+            |(username, password, client, device)| {
                 Request::Login {
                     username,
                     password,
                     client,
+                    device,
                 }
             }
         ),
@@ -138,13 +142,16 @@ fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         Just(Response::Pong),
         profile().prop_map(Response::Registered),
-        (secret(), any::<i64>(), profile()).prop_map(|(token, expires_at, profile)| {
-            Response::LoggedIn(Session {
-                token,
-                expires_at,
-                profile,
-            })
-        }),
+        (secret(), any::<i64>(), profile(), secret()).prop_map(
+            |(token, expires_at, profile, device_token)| {
+                Response::LoggedIn(Session {
+                    token,
+                    expires_at,
+                    profile,
+                    device_token,
+                })
+            }
+        ),
         Just(Response::LoggedOut),
         profile().prop_map(Response::Profile),
         profile().prop_map(Response::NicknameUpdated),
@@ -310,7 +317,8 @@ proptest! {
     fn register_with_nickname_round_trips(
         id in any::<u32>(), username in text(), password in secret(), nickname in text(),
     ) {
-        let message = Request::Register { username, password, nickname: Some(nickname) };
+        let message =
+            Request::Register { username, password, nickname: Some(nickname), client: None };
         check_round_trip(id, &message, kind::REGISTER)?;
     }
 
@@ -318,13 +326,14 @@ proptest! {
     fn register_without_nickname_round_trips(
         id in any::<u32>(), username in text(), password in secret(),
     ) {
-        let message = Request::Register { username, password, nickname: None };
+        let message = Request::Register { username, password, nickname: None, client: None };
         check_round_trip(id, &message, kind::REGISTER)?;
     }
 
     #[test]
     fn login_round_trips(id in any::<u32>(), username in text(), password in secret()) {
-        check_round_trip(id, &Request::Login { username, password, client: None }, kind::LOGIN)?;
+        let message = Request::Login { username, password, client: None, device: None };
+        check_round_trip(id, &message, kind::LOGIN)?;
     }
 
     #[test]
@@ -371,8 +380,9 @@ proptest! {
     #[test]
     fn logged_in_round_trips(
         id in any::<u32>(), token in secret(), expires_at in any::<i64>(), profile in profile(),
+        device_token in secret(),
     ) {
-        let message = Response::LoggedIn(Session { token, expires_at, profile });
+        let message = Response::LoggedIn(Session { token, expires_at, profile, device_token });
         check_round_trip(id, &message, kind::LOGGED_IN)?;
     }
 
@@ -526,6 +536,7 @@ fn strings_at_the_byte_limit_round_trip_in_every_utf8_width() {
             username,
             password: Secret::new("p"),
             client: None,
+            device: None,
         };
         check_round_trip(1, &message, kind::LOGIN).unwrap();
     }

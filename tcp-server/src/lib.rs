@@ -12,12 +12,14 @@
 //!   that bounds memory-hungry work.
 //! - `db`: the r2d2 pool of `postgres` clients with cached prepared statements, and migrations
 //!   (`tcp-server/migrations`).
-//! - `throttle`: failed-login counts per username and client (brute-force protection).
+//! - `throttle`: brute-force and flood protection (failed logins per account, device and
+//!   address; registrations per address and overall); `device`: the device tokens it trusts.
 //! - `logging`: the binary's logger, and the targets no `RUST_LOG` may open (secrets).
 //! - `stats`: counters and latencies, exported as `proto::Sample`s.
 //! - `seed`: loading millions of users with real hashes, and the seeded credentials' scheme.
 
 pub mod db;
+pub mod device;
 pub mod limit;
 pub mod logging;
 pub mod ops;

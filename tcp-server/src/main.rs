@@ -9,18 +9,20 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::{Domain, Socket, Type};
 use tcp_server::db::{self, Db, DbConfig};
+use tcp_server::device::DeviceKey;
 use tcp_server::ops::Context;
 use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::picture::{PictureConfig, Pictures};
 use tcp_server::secrets::Secrets;
 use tcp_server::server::{self, ServerConfig, Shutdown};
 use tcp_server::stats::Stats;
-use tcp_server::throttle::{LoginThrottle, ThrottleConfig};
+use tcp_server::throttle::{Throttle, ThrottleConfig};
 use tcp_server::token::TokenKey;
 
 /// The gatehouse business-logic tier: accounts, passwords, sessions and profiles on PostgreSQL,
@@ -173,16 +175,75 @@ struct ServeArgs {
     /// Stored pictures are shrunk to fit a square of this side, in pixels.
     #[arg(long, default_value_t = 512)]
     picture_size: u32,
-    /// Failed logins one client may make for one username per window before its next
-    /// attempts get TooManyRequests (HTTP 429 with Retry-After).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    login_failures_per_client: u32,
-    /// Failed logins all clients together may make for one username per window.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    login_failures_per_username: u32,
-    /// The login throttle's window; a refusal lasts at most this long.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[command(flatten)]
+    throttle: ThrottleArgs,
+    /// How long a device token (given at each login; it exempts that client from the lockout
+    /// of unrecognised clients) is recognised.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    device_token_ttl: Duration,
+}
+
+/// Brute-force and flood protection (see docs/RELIABILITY.md for the policy and its numbers).
+#[derive(Debug, Args)]
+struct ThrottleArgs {
+    /// Failed logins all unrecognised clients of one account may make (draining over
+    /// --login-failure-window) before they are locked out of it; a device that logged in
+    /// before is not.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.account_failures, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    login_failures_per_account: u32,
+    /// Failed logins one device token may make before that device is locked out.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.device_failures, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    login_failures_per_device: u32,
+    /// Failed logins one client address may make over all usernames (IPv6: per /64).
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.address_failures, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    login_failures_per_address: u32,
+    /// How long a full count of failures takes to drain.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     login_failure_window: Duration,
+    /// The first lockout at a limit; each further one doubles, up to --login-max-lockout.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    login_lockout: Duration,
+    /// The longest lockout.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    login_max_lockout: Duration,
+    /// Registrations one client address may make at once.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_burst, value_parser = clap::value_parser!(u32).range(1..))]
+    register_burst_per_address: u32,
+    /// After that burst, one more registration per address per this interval.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    register_interval_per_address: Duration,
+    /// Registrations per second over all clients, sustained.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_global_rate, value_parser = clap::value_parser!(u32).range(1..))]
+    register_global_rate: u32,
+    /// Registrations over all clients in a burst.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_global_burst, value_parser = clap::value_parser!(u32).range(1..))]
+    register_global_burst: u32,
+    /// Accounts whose failures are tracked at most (about 27 bytes each, allocated at start);
+    /// past it, unrecognised clients of accounts not tracked are refused until counts drain.
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.max_accounts, value_parser = clap::value_parser!(u64).range(1..=100_000_000).map(|n| n as usize))]
+    throttle_max_accounts: usize,
+    /// Device tokens, and client addresses, tracked at most (each table).
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.max_clients, value_parser = clap::value_parser!(u64).range(1..=100_000_000).map(|n| n as usize))]
+    throttle_max_clients: usize,
+}
+
+impl ThrottleArgs {
+    fn config(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            account_failures: self.login_failures_per_account,
+            device_failures: self.login_failures_per_device,
+            address_failures: self.login_failures_per_address,
+            failure_window: self.login_failure_window,
+            lockout: self.login_lockout,
+            max_lockout: self.login_max_lockout,
+            register_burst: self.register_burst_per_address,
+            register_interval: self.register_interval_per_address,
+            register_global_rate: self.register_global_rate,
+            register_global_burst: self.register_global_burst,
+            max_accounts: self.throttle_max_accounts,
+            max_clients: self.throttle_max_clients,
+        }
+    }
 }
 
 fn main() {
@@ -257,13 +318,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cores(),
         ),
         session_ttl: args.session_ttl,
+        devices: DeviceKey::new(secrets.device_key),
+        device_ttl: args.device_token_ttl,
         stats: Stats::default(),
-        throttle: LoginThrottle::new(ThrottleConfig {
-            per_client: args.login_failures_per_client,
-            per_username: args.login_failures_per_username,
-            window: args.login_failure_window,
-            ..ThrottleConfig::default()
-        }),
+        throttle: Throttle::new(&args.throttle.config()),
     });
     let janitor = Arc::clone(&ctx);
     thread::Builder::new()

@@ -1,5 +1,6 @@
 //! The server's one secret, the pepper: the Argon2 secret for password hashes, and the root from
-//! which the session-token key is derived. Every tcp-server sharing a database must share it.
+//! which the session-token and device-token keys are derived. Every tcp-server sharing a
+//! database must share it.
 
 use std::fs;
 use std::io::Write;
@@ -19,6 +20,8 @@ pub struct Secrets {
     pub pepper: Vec<u8>,
     /// The key that signs session tokens.
     pub token_key: [u8; 32],
+    /// The key that signs device tokens (see `device`).
+    pub device_key: [u8; 32],
 }
 
 impl Secrets {
@@ -28,10 +31,16 @@ impl Secrets {
         if pepper.len() < MIN_PEPPER_LEN {
             bail!("the pepper must be at least {MIN_PEPPER_LEN} bytes");
         }
-        let mut mac = Hmac::<Sha256>::new_from_slice(&pepper).context("pepper as HMAC key")?;
-        mac.update(b"gatehouse session token key v1");
-        let token_key = mac.finalize().into_bytes().into();
-        Ok(Secrets { pepper, token_key })
+        let derive = |label: &[u8]| -> anyhow::Result<[u8; 32]> {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&pepper).context("pepper as HMAC key")?;
+            mac.update(label);
+            Ok(mac.finalize().into_bytes().into())
+        };
+        Ok(Secrets {
+            token_key: derive(b"gatehouse session token key v1")?,
+            device_key: derive(b"gatehouse device token key v1")?,
+            pepper,
+        })
     }
 
     /// Reads the pepper from `env_value` when given, else from `file`. With `create`, a missing
@@ -106,6 +115,7 @@ mod tests {
         let second = Secrets::load(None, &file, true).unwrap();
         assert_eq!(first.pepper, second.pepper, "reused, not regenerated");
         assert_ne!(first.token_key.as_slice(), first.pepper.as_slice());
+        assert_ne!(first.token_key, first.device_key);
         fs::remove_dir_all(&dir).unwrap();
     }
 

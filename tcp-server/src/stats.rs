@@ -7,6 +7,7 @@ use std::time::Duration;
 use proto::{Sample, SampleKind};
 
 use crate::db::PoolState;
+use crate::throttle::Throttle;
 
 /// Request kinds in `proto::kind` order (kind byte minus one).
 const KINDS: [&str; 9] = [
@@ -73,7 +74,7 @@ impl Stats {
     }
 
     /// Every counter as a metric sample.
-    pub fn snapshot(&self, pool: &PoolState, throttle_counts: usize) -> Vec<Sample> {
+    pub fn snapshot(&self, pool: &PoolState, throttle: &Throttle) -> Vec<Sample> {
         let mut samples = Vec::new();
         let mut push = |name: &str, labels: &[(&str, String)], kind, value: f64| {
             samples.push(Sample {
@@ -158,12 +159,28 @@ impl Stats {
             SampleKind::Counter,
             counter(&self.logins_throttled),
         );
-        push(
-            "gatehouse_tcp_login_throttle_counts",
-            &[],
-            SampleKind::Gauge,
-            throttle_counts as f64,
-        );
+        for (reason, count) in throttle.refusals() {
+            push(
+                "gatehouse_tcp_throttle_refusals_total",
+                &[("reason", reason.name().to_owned())],
+                SampleKind::Counter,
+                count as f64,
+            );
+        }
+        let fill = throttle.fill();
+        for (table, entries) in [
+            ("accounts", fill.accounts),
+            ("devices", fill.devices),
+            ("addresses", fill.addresses),
+            ("registrations", fill.registrations),
+        ] {
+            push(
+                "gatehouse_tcp_throttle_entries",
+                &[("table", table.to_owned())],
+                SampleKind::Gauge,
+                entries as f64,
+            );
+        }
         for (state, value) in [
             ("idle", pool.idle),
             ("in_use", pool.connections - pool.idle),

@@ -1,219 +1,610 @@
-//! Brute-force protection for logins: failed attempts are counted per username and client, and
-//! per username over all clients, in fixed windows; past either limit, the next attempts get
-//! `TooManyRequests` with the time left in the window, without the password being checked.
+//! Brute-force and flood protection, after OWASP's "device cookies" scheme: failed logins are
+//! counted per device that logged in to the account before (a valid device token), per account
+//! for every other client together, and per client address over all usernames; registrations
+//! are counted per client address and over all clients.
 //!
-//! Why two counts: the per-client limit stops one guesser quickly while the account's owner,
-//! logging in from elsewhere, is never refused because of it; the per-username limit, set
-//! higher, holds a guesser spread over many addresses. Either way a refusal lasts at most one
-//! window after the failure that reached the limit. Unknown usernames are counted exactly like
-//! known ones, so a refusal says nothing about whether an account exists.
+//! - A client with a device token for the username (it logged in successfully before) is
+//!   judged on its own count only: an attacker who floods the username does not lock its owner
+//!   out. A device whose token failed too often is locked out for itself.
+//! - Every other client of the account shares the account's count; past its limit they are all
+//!   locked out, for a time that doubles with each further lockout (backoff).
+//! - Each client address also has a count over all usernames, so spraying one password over
+//!   many names from one address is refused too.
 //!
-//! The counts live in this process only: with several tcp-servers behind one http-server, each
-//! allows its own limit (see tcp-server/README.md).
+//! Counts are leaky buckets: each failure adds one and the level drains to zero over
+//! `failure_window`, so there is no window edge to burst around. Attempts in flight count, so
+//! parallel guesses cannot pass a limit before any of them is judged. Unknown usernames are
+//! counted exactly like real ones, so a refusal says nothing about whether an account exists.
+//!
+//! Memory is bounded by design: each table has a fixed capacity, allocated at start. When a
+//! table is full and nothing in it has drained away, the attempt that would need a new entry is
+//! refused (`Refusal::Full`), never let through uncounted: the throttle fails closed. A device
+//! that finds the device table full is judged as an unrecognised client instead.
+//!
+//! All attempts for one username meet in one table of one process, so several tcp-servers keep
+//! the per-account limits when logins are routed to them by username.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// Limits of the login throttle.
+/// Time inside the throttle, in ticks of a tenth of a second since it started: a `u32` lasts
+/// thirteen years, and keeps an entry at 24 bytes.
+type Ticks = u32;
+const TICKS_PER_SECOND: f64 = 10.0;
+
+/// Limits of the throttle. Every default is documented in docs/RELIABILITY.md with its reason.
 #[derive(Debug, Clone)]
 pub struct ThrottleConfig {
-    /// Failed logins one client may make for one username within a window. Defaults to 10.
-    pub per_client: u32,
-    /// Failed logins all clients together may make for one username within a window.
-    /// Defaults to 100.
-    pub per_username: u32,
-    /// The window. Defaults to 5 minutes.
-    pub window: Duration,
-    /// Counts kept at most. When full, expired counts are dropped, then single failures; if
-    /// that frees nothing, new keys go uncounted (logged once a minute) rather than growing
-    /// memory without bound. Defaults to 200,000 (about 10 MB).
-    pub max_tracked: usize,
+    /// Failed logins all unrecognised clients of one account may make before they are locked
+    /// out of it. Defaults to 10.
+    pub account_failures: u32,
+    /// Failed logins one device token may make before that device is locked out. Defaults to 10.
+    pub device_failures: u32,
+    /// Failed logins one client address may make over all usernames. Defaults to 100.
+    pub address_failures: u32,
+    /// How long a full count takes to drain: a failure is forgotten after
+    /// `failure_window / limit`. Defaults to 15 minutes.
+    pub failure_window: Duration,
+    /// The first lockout when a count reaches its limit; each further lockout of the same key
+    /// before its count has drained doubles it. Defaults to 1 minute.
+    pub lockout: Duration,
+    /// The longest lockout. Defaults to 1 hour.
+    pub max_lockout: Duration,
+    /// Registrations one client address may make in a burst. Defaults to 20.
+    pub register_burst: u32,
+    /// After the burst, one more registration per address per this interval. Defaults to 10 s.
+    pub register_interval: Duration,
+    /// Registrations per second over all clients, sustained. Defaults to 100.
+    pub register_global_rate: u32,
+    /// Registrations over all clients in a burst. Defaults to 1,000.
+    pub register_global_burst: u32,
+    /// Accounts whose failures are tracked at most. Defaults to 900,000 (about 24 MiB).
+    pub max_accounts: usize,
+    /// Device tokens, and client addresses, tracked at most (each). Defaults to 100,000.
+    pub max_clients: usize,
+}
+
+impl ThrottleConfig {
+    /// The defaults, as a constant the command line shares.
+    pub const DEFAULT: ThrottleConfig = ThrottleConfig {
+        account_failures: 10,
+        device_failures: 10,
+        address_failures: 100,
+        failure_window: Duration::from_secs(15 * 60),
+        lockout: Duration::from_secs(60),
+        max_lockout: Duration::from_secs(3600),
+        register_burst: 20,
+        register_interval: Duration::from_secs(10),
+        register_global_rate: 100,
+        register_global_burst: 1_000,
+        max_accounts: 900_000,
+        max_clients: 100_000,
+    };
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        ThrottleConfig {
-            per_client: 10,
-            per_username: 100,
-            window: Duration::from_secs(300),
-            max_tracked: 200_000,
+        ThrottleConfig::DEFAULT
+    }
+}
+
+/// Why an attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Unrecognised clients of this account failed too often.
+    Account,
+    /// This device token failed too often.
+    Device,
+    /// This client address failed too often, over all usernames.
+    Address,
+    /// A table is full of live counts: the attempt cannot be counted, so it is refused.
+    Full,
+    /// This client address registered too many accounts.
+    RegisterAddress,
+    /// The service as a whole takes no more registrations for now.
+    RegisterGlobal,
+}
+
+impl Reason {
+    /// Every reason, for metrics.
+    pub const ALL: [Reason; 6] = [
+        Reason::Account,
+        Reason::Device,
+        Reason::Address,
+        Reason::Full,
+        Reason::RegisterAddress,
+        Reason::RegisterGlobal,
+    ];
+
+    /// A label for metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Account => "account",
+            Reason::Device => "device",
+            Reason::Address => "address",
+            Reason::Full => "full",
+            Reason::RegisterAddress => "register_address",
+            Reason::RegisterGlobal => "register_global",
         }
     }
 }
 
-/// Failures in the current window of one key.
-#[derive(Clone, Copy)]
-struct Count {
-    failures: u32,
-    window_ends: Instant,
+/// A refused attempt: why, and when to try again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub reason: Reason,
+    /// How long until an attempt may be admitted (at least a tenth of a second).
+    pub retry_after: Duration,
 }
 
-struct Counts {
-    /// Keyed by a keyed hash of the username (and client), so a login allocates nothing here
-    /// and the table's size does not depend on the lengths of what attackers send.
-    by_key: HashMap<u64, Count>,
-    last_sweep: Option<Instant>,
-    last_warning: Option<Instant>,
+/// How a judged login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The password was right.
+    Succeeded,
+    /// Wrong password or unknown username: counted.
+    Failed,
+    /// Not judged (the database was unavailable): not counted.
+    NotJudged,
 }
 
-/// The throttle shared by every worker.
-pub struct LoginThrottle {
-    config: ThrottleConfig,
-    hasher: RandomState,
-    counts: Mutex<Counts>,
+/// A login admitted by [`Throttle::begin_login`], to be settled with [`Throttle::finish_login`].
+#[derive(Debug)]
+#[must_use = "an admitted login holds a place in flight until it is finished"]
+pub struct LoginAttempt {
+    path: Path,
 }
 
-/// The two keys one login attempt is counted under.
-#[derive(Clone, Copy)]
-pub struct Keys {
-    client: u64,
-    username: u64,
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// A device that logged in to this account before: judged on its own count.
+    Trusted { device: u64 },
+    /// Everyone else: the account's shared count and the address's count.
+    Untrusted { account: u64, address: u64 },
 }
 
-impl LoginThrottle {
-    /// A throttle with the given limits (each at least 1).
-    pub fn new(config: ThrottleConfig) -> Self {
-        LoginThrottle {
-            config: ThrottleConfig {
-                per_client: config.per_client.max(1),
-                per_username: config.per_username.max(1),
-                ..config
-            },
-            hasher: RandomState::new(),
-            counts: Mutex::new(Counts {
-                by_key: HashMap::new(),
-                last_sweep: None,
-                last_warning: None,
-            }),
+/// A leaky bucket: the level drains at the table's rate; attempts in flight count toward the
+/// limit until they are settled.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    level: f32,
+    updated: Ticks,
+    locked_until: Ticks,
+    /// Lockouts since the level last drained to zero: the next lasts `lockout << strikes`.
+    strikes: u8,
+    in_flight: u16,
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        level: 0.0,
+        updated: 0,
+        locked_until: 0,
+        strikes: 0,
+        in_flight: 0,
+    };
+
+    fn level_at(&self, now: Ticks, policy: &Policy) -> f32 {
+        let drained = now.saturating_sub(self.updated) as f32 * policy.leak_per_tick;
+        (self.level - drained).max(0.0)
+    }
+
+    /// Drains the level up to `now`; a bucket that has drained and is not locked starts over
+    /// without strikes.
+    fn settle(&mut self, now: Ticks, policy: &Policy) {
+        self.level = self.level_at(now, policy);
+        self.updated = now;
+        if self.level == 0.0 && self.locked_until <= now {
+            self.strikes = 0;
         }
     }
 
-    /// The keys of an attempt on `username_key` (the normalised username) from `client`.
-    pub fn keys(&self, username_key: &str, client: Option<&str>) -> Keys {
-        // The tags keep a username from ever hashing like a (username, client) pair.
-        Keys {
-            client: self
-                .hasher
-                .hash_one((0u8, username_key, client.unwrap_or(""))),
-            username: self.hasher.hash_one((1u8, username_key)),
+    /// Whether the bucket holds nothing worth keeping at `now`.
+    fn is_idle(&self, now: Ticks, policy: &Policy) -> bool {
+        self.in_flight == 0 && self.locked_until <= now && self.level_at(now, policy) == 0.0
+    }
+
+    /// Admits one attempt in flight, or says how long until one could be.
+    fn admit(&mut self, now: Ticks, policy: &Policy) -> Result<(), Ticks> {
+        self.settle(now, policy);
+        if self.locked_until > now {
+            return Err(self.locked_until - now);
+        }
+        // A whole attempt must fit under the limit, with those in flight counted; the margin
+        // keeps a level that drained to exactly the room needed from failing on rounding.
+        let needed = self.level + f32::from(self.in_flight) + 1.0;
+        if needed <= policy.limit + 1e-3 {
+            self.in_flight += 1;
+            return Ok(());
+        }
+        // The same margin keeps rounding from adding a tick to the wait.
+        let excess = needed - policy.limit;
+        Err(((excess / policy.leak_per_tick) - 1e-3).ceil().max(1.0) as Ticks)
+    }
+
+    /// Settles an attempt admitted earlier; a failure adds one and may lock the bucket.
+    fn finish(&mut self, now: Ticks, policy: &Policy, failed: bool) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.settle(now, policy);
+        if !failed {
+            return;
+        }
+        self.level += 1.0;
+        if self.level >= policy.limit && self.locked_until <= now && policy.lockout > 0 {
+            let lockout = policy
+                .lockout
+                .checked_shl(u32::from(self.strikes))
+                .unwrap_or(u32::MAX)
+                .min(policy.max_lockout);
+            self.locked_until = now.saturating_add(lockout);
+            self.strikes = self.strikes.saturating_add(1);
+        }
+    }
+}
+
+/// The limit and drain rate of a table's buckets.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    limit: f32,
+    leak_per_tick: f32,
+    /// Zero: no lockout, the bucket's level alone admits or refuses.
+    lockout: Ticks,
+    max_lockout: Ticks,
+}
+
+impl Policy {
+    /// Failures: `limit` drain over `window`; reaching it locks the key out.
+    fn failures(limit: u32, window: Duration, lockout: Duration, max_lockout: Duration) -> Self {
+        Policy {
+            limit: limit.max(1) as f32,
+            leak_per_tick: limit.max(1) as f32 / ticks(window).max(1) as f32,
+            lockout: ticks(lockout).max(1),
+            max_lockout: ticks(max_lockout).max(1),
         }
     }
 
-    /// Starts an attempt: `Err(time left)` when attempts under `keys` are refused for now;
-    /// otherwise the attempt is counted as a failure at once, under the same lock, so guesses
-    /// sent in parallel cannot all pass before any of them is counted. Settle it with
-    /// [`LoginThrottle::succeeded`] or [`LoginThrottle::abandoned`]; a wrong password needs
-    /// nothing more.
-    pub fn begin(&self, keys: Keys) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut counts = self.counts.lock();
-        let refused = |counts: &Counts, key: u64, limit: u32| {
-            counts
-                .by_key
-                .get(&key)
-                .filter(|count| count.failures >= limit && count.window_ends > now)
-                .map(|count| count.window_ends - now)
-        };
-        match (
-            refused(&counts, keys.client, self.config.per_client),
-            refused(&counts, keys.username, self.config.per_username),
-        ) {
-            (None, None) => {}
-            (a, b) => return Err(a.max(b).unwrap_or_default()),
+    /// A rate: `burst` at once, then one per `interval`.
+    fn rate(burst: u32, interval: Duration) -> Self {
+        Policy {
+            limit: burst.max(1) as f32,
+            leak_per_tick: (1.0 / (interval.as_secs_f64() * TICKS_PER_SECOND).max(1e-6)) as f32,
+            lockout: 0,
+            max_lockout: 0,
         }
-        for key in [keys.client, keys.username] {
-            if !counts.by_key.contains_key(&key) && !counts.make_room(&self.config, now) {
-                counts.warn_full(now);
-                continue;
+    }
+}
+
+fn ticks(duration: Duration) -> Ticks {
+    (duration.as_secs_f64() * TICKS_PER_SECOND)
+        .ceil()
+        .min(f64::from(u32::MAX)) as Ticks
+}
+
+fn duration(ticks: Ticks) -> Duration {
+    Duration::from_millis(u64::from(ticks.max(1)) * 100)
+}
+
+/// Buckets by key, at most `capacity` of them, allocated at start.
+struct Table {
+    policy: Policy,
+    capacity: usize,
+    buckets: HashMap<u64, Bucket>,
+    last_sweep: Option<Ticks>,
+}
+
+impl Table {
+    fn new(policy: Policy, capacity: usize) -> Self {
+        Table {
+            policy,
+            capacity: capacity.max(1),
+            buckets: HashMap::with_capacity(capacity.max(1)),
+            last_sweep: None,
+        }
+    }
+
+    /// Admits an attempt on `key`; `Err(None)` when the key has no entry and none can be made.
+    fn admit(&mut self, key: u64, now: Ticks) -> Result<(), Option<Ticks>> {
+        if !self.buckets.contains_key(&key) && !self.make_room(now) {
+            return Err(None);
+        }
+        let policy = self.policy;
+        let bucket = self.buckets.entry(key).or_insert(Bucket {
+            updated: now,
+            ..Bucket::EMPTY
+        });
+        let admitted = bucket.admit(now, &policy);
+        if admitted.is_err() && bucket.is_idle(now, &policy) {
+            self.buckets.remove(&key);
+        }
+        admitted.map_err(Some)
+    }
+
+    /// Settles an admitted attempt. An entry left with nothing in it goes, so successful logins
+    /// leave nothing behind.
+    fn finish(&mut self, key: u64, now: Ticks, failed: bool) {
+        let policy = self.policy;
+        if let Some(bucket) = self.buckets.get_mut(&key) {
+            bucket.finish(now, &policy, failed);
+            if bucket.is_idle(now, &policy) {
+                self.buckets.remove(&key);
             }
-            let count = counts.by_key.entry(key).or_insert(Count {
-                failures: 0,
-                window_ends: now,
-            });
-            if count.window_ends <= now {
-                *count = Count {
-                    failures: 0,
-                    window_ends: now + self.config.window,
-                };
-            }
-            count.failures = count.failures.saturating_add(1);
-        }
-        Ok(())
-    }
-
-    /// The password was right: that client's failures on that username are forgiven, and the
-    /// attempt no longer counts over all clients. The rest of that count stays, or a guesser
-    /// who also knows one password could reset it.
-    pub fn succeeded(&self, keys: Keys) {
-        let mut counts = self.counts.lock();
-        counts.by_key.remove(&keys.client);
-        counts.uncount(keys.username);
-    }
-
-    /// The attempt was not judged (the database was unavailable): it does not count.
-    pub fn abandoned(&self, keys: Keys) {
-        let mut counts = self.counts.lock();
-        counts.uncount(keys.client);
-        counts.uncount(keys.username);
-    }
-
-    /// Counts held, for the stats.
-    pub fn tracked(&self) -> usize {
-        self.counts.lock().by_key.len()
-    }
-}
-
-impl Counts {
-    /// Takes back one counted attempt; a count left at zero goes, so successful logins leave
-    /// nothing behind in the table.
-    fn uncount(&mut self, key: u64) {
-        if let Some(count) = self.by_key.get_mut(&key) {
-            count.failures = count.failures.saturating_sub(1);
-            if count.failures == 0 {
-                self.by_key.remove(&key);
-            }
         }
     }
 
-    /// Whether one more key fits. When the table is full, expired counts are dropped, then
-    /// counts of a single failure (what a flood of distinct names leaves), so a guesser's
-    /// count on a real target outlives the flood. Sweeps at most once a second (or window),
-    /// so a flood cannot turn every attempt into a full scan.
-    fn make_room(&mut self, config: &ThrottleConfig, now: Instant) -> bool {
-        if self.by_key.len() < config.max_tracked {
+    /// Takes back an admission that was not used (another table refused the attempt).
+    fn cancel(&mut self, key: u64, now: Ticks) {
+        self.finish(key, now, false);
+    }
+
+    /// Whether one more entry fits. When full, entries that have drained are dropped, at most
+    /// once a second, so a flood cannot turn every attempt into a scan of the table. Live
+    /// counts are never dropped.
+    fn make_room(&mut self, now: Ticks) -> bool {
+        if self.buckets.len() < self.capacity {
             return true;
         }
-        let interval = config.window.min(Duration::from_secs(1));
         if self
             .last_sweep
-            .is_some_and(|at| now.duration_since(at) < interval)
+            .is_some_and(|at| now.saturating_sub(at) < TICKS_PER_SECOND as Ticks)
         {
             return false;
         }
         self.last_sweep = Some(now);
-        self.by_key.retain(|_, count| count.window_ends > now);
-        if self.by_key.len() >= config.max_tracked {
-            self.by_key.retain(|_, count| count.failures > 1);
+        let policy = self.policy;
+        self.buckets
+            .retain(|_, bucket| !bucket.is_idle(now, &policy));
+        self.buckets.len() < self.capacity
+    }
+}
+
+struct Tables {
+    accounts: Table,
+    devices: Table,
+    addresses: Table,
+    registrations: Table,
+    register_global: Bucket,
+    last_full_warning: Option<Instant>,
+}
+
+/// The throttle shared by every worker.
+pub struct Throttle {
+    epoch: Instant,
+    hasher: RandomState,
+    register_global: Policy,
+    tables: Mutex<Tables>,
+    refusals: [AtomicU64; Reason::ALL.len()],
+}
+
+/// The fill of the throttle's tables, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Accounts with failures from unrecognised clients.
+    pub accounts: usize,
+    /// Device tokens with failures.
+    pub devices: usize,
+    /// Client addresses with failed logins.
+    pub addresses: usize,
+    /// Client addresses with recent registrations.
+    pub registrations: usize,
+}
+
+impl Throttle {
+    /// A throttle with the given limits; its tables are allocated now.
+    pub fn new(config: &ThrottleConfig) -> Self {
+        let failures = |limit| {
+            Policy::failures(
+                limit,
+                config.failure_window,
+                config.lockout,
+                config.max_lockout,
+            )
+        };
+        let global_interval =
+            Duration::from_secs_f64(1.0 / f64::from(config.register_global_rate.max(1)));
+        Throttle {
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            register_global: Policy::rate(config.register_global_burst, global_interval),
+            tables: Mutex::new(Tables {
+                accounts: Table::new(failures(config.account_failures), config.max_accounts),
+                devices: Table::new(failures(config.device_failures), config.max_clients),
+                addresses: Table::new(failures(config.address_failures), config.max_clients),
+                registrations: Table::new(
+                    Policy::rate(config.register_burst, config.register_interval),
+                    config.max_clients,
+                ),
+                register_global: Bucket::EMPTY,
+                last_full_warning: None,
+            }),
+            refusals: Default::default(),
         }
-        self.by_key.len() < config.max_tracked
     }
 
-    /// At most one warning a minute, however many attempts go uncounted.
-    fn warn_full(&mut self, now: Instant) {
-        if self
-            .last_warning
+    fn now(&self) -> Ticks {
+        (self.epoch.elapsed().as_millis() / 100).min(u128::from(u32::MAX)) as Ticks
+    }
+
+    /// Admits a login on `username_key` (the normalised username) from `client` (an IP
+    /// address as text, or anything else, which counts as one address), with `device` the nonce
+    /// of a device token already verified for this username. Refused attempts must not look at
+    /// the password.
+    pub fn begin_login(
+        &self,
+        username_key: &str,
+        client: Option<&str>,
+        device: Option<[u8; 16]>,
+    ) -> Result<LoginAttempt, Refusal> {
+        self.begin_login_at(username_key, client, device, self.now())
+    }
+
+    fn begin_login_at(
+        &self,
+        username_key: &str,
+        client: Option<&str>,
+        device: Option<[u8; 16]>,
+        now: Ticks,
+    ) -> Result<LoginAttempt, Refusal> {
+        let mut tables = self.tables.lock();
+        if let Some(nonce) = device {
+            let device = self.hasher.hash_one((0u8, nonce));
+            match tables.devices.admit(device, now) {
+                Ok(()) => {
+                    return Ok(LoginAttempt {
+                        path: Path::Trusted { device },
+                    });
+                }
+                Err(Some(left)) => return Err(self.refuse(Reason::Device, left)),
+                // No room to count this device: it is judged as an unrecognised client.
+                Err(None) => self.warn_full(&mut tables, "device"),
+            }
+        }
+        let account = self.hasher.hash_one((1u8, username_key));
+        let address = self.hasher.hash_one((2u8, address_key(client)));
+        match tables.accounts.admit(account, now) {
+            Ok(()) => {}
+            Err(Some(left)) => return Err(self.refuse(Reason::Account, left)),
+            Err(None) => {
+                self.warn_full(&mut tables, "account");
+                return Err(self.refuse(Reason::Full, TICKS_PER_SECOND as Ticks));
+            }
+        }
+        match tables.addresses.admit(address, now) {
+            Ok(()) => Ok(LoginAttempt {
+                path: Path::Untrusted { account, address },
+            }),
+            Err(left) => {
+                tables.accounts.cancel(account, now);
+                if left.is_none() {
+                    self.warn_full(&mut tables, "address");
+                }
+                Err(match left {
+                    Some(left) => self.refuse(Reason::Address, left),
+                    None => self.refuse(Reason::Full, TICKS_PER_SECOND as Ticks),
+                })
+            }
+        }
+    }
+
+    /// Settles an admitted login.
+    pub fn finish_login(&self, attempt: LoginAttempt, outcome: Outcome) {
+        self.finish_login_at(attempt, outcome, self.now());
+    }
+
+    fn finish_login_at(&self, attempt: LoginAttempt, outcome: Outcome, now: Ticks) {
+        let failed = outcome == Outcome::Failed;
+        let mut tables = self.tables.lock();
+        match attempt.path {
+            Path::Trusted { device } => tables.devices.finish(device, now, failed),
+            Path::Untrusted { account, address } => {
+                tables.accounts.finish(account, now, failed);
+                tables.addresses.finish(address, now, failed);
+            }
+        }
+    }
+
+    /// Admits a registration from `client`, counting it at once: per address, then over all
+    /// clients.
+    pub fn admit_registration(&self, client: Option<&str>) -> Result<(), Refusal> {
+        self.admit_registration_at(client, self.now())
+    }
+
+    fn admit_registration_at(&self, client: Option<&str>, now: Ticks) -> Result<(), Refusal> {
+        let address = self.hasher.hash_one((3u8, address_key(client)));
+        let mut tables = self.tables.lock();
+        match tables.registrations.admit(address, now) {
+            Ok(()) => {}
+            Err(Some(left)) => return Err(self.refuse(Reason::RegisterAddress, left)),
+            Err(None) => {
+                self.warn_full(&mut tables, "registration");
+                return Err(self.refuse(Reason::Full, TICKS_PER_SECOND as Ticks));
+            }
+        }
+        if let Err(left) = tables.register_global.admit(now, &self.register_global) {
+            tables.registrations.cancel(address, now);
+            return Err(self.refuse(Reason::RegisterGlobal, left));
+        }
+        // A registration counts at once: it holds nothing in flight.
+        tables
+            .register_global
+            .finish(now, &self.register_global, true);
+        tables.registrations.finish(address, now, true);
+        Ok(())
+    }
+
+    /// Entries held in each table.
+    pub fn fill(&self) -> Fill {
+        let tables = self.tables.lock();
+        Fill {
+            accounts: tables.accounts.buckets.len(),
+            devices: tables.devices.buckets.len(),
+            addresses: tables.addresses.buckets.len(),
+            registrations: tables.registrations.buckets.len(),
+        }
+    }
+
+    /// Refusals so far, by reason.
+    pub fn refusals(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL
+            .into_iter()
+            .zip(&self.refusals)
+            .map(|(reason, count)| (reason, count.load(Ordering::Relaxed)))
+    }
+
+    /// The most memory the tables can take, in bytes: what docs/RELIABILITY.md states.
+    pub fn memory_bound(config: &ThrottleConfig) -> usize {
+        // A hashbrown table holds a power of two of slots, at most 7/8 full, each a key, a
+        // bucket and one control byte.
+        let table = |capacity: usize| {
+            let slots = (capacity.max(1) * 8 / 7).next_power_of_two();
+            slots * (size_of::<(u64, Bucket)>() + 1)
+        };
+        table(config.max_accounts) + 3 * table(config.max_clients)
+    }
+
+    fn refuse(&self, reason: Reason, left: Ticks) -> Refusal {
+        self.refusals[reason as usize].fetch_add(1, Ordering::Relaxed);
+        Refusal {
+            reason,
+            retry_after: duration(left),
+        }
+    }
+
+    /// At most one warning a minute, however many attempts find a table full.
+    fn warn_full(&self, tables: &mut Tables, table: &str) {
+        let now = Instant::now();
+        if tables
+            .last_full_warning
             .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
         {
-            self.last_warning = Some(now);
+            tables.last_full_warning = Some(now);
             log::warn!(
-                "login throttle full ({} counts of two failures or more): new attempts go \
-                 uncounted until counts expire",
-                self.by_key.len()
+                "the login throttle's {table} table is full of live counts: attempts that need a \
+                 new entry are refused until counts drain"
             );
         }
+    }
+}
+
+/// What a client counts as: its IPv4 address, or the /64 network of its IPv6 address (one
+/// host commonly has a whole /64); anything that is not an address counts as itself.
+fn address_key(client: Option<&str>) -> String {
+    match client.map(str::parse::<IpAddr>) {
+        Some(Ok(IpAddr::V4(v4))) => v4.to_string(),
+        Some(Ok(IpAddr::V6(v6))) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(Err(_)) => client.unwrap_or_default().to_owned(),
+        None => String::new(),
     }
 }
 
@@ -221,116 +612,354 @@ impl Counts {
 mod tests {
     use super::*;
 
-    fn throttle(per_client: u32, per_username: u32, window: Duration) -> LoginThrottle {
-        LoginThrottle::new(ThrottleConfig {
-            per_client,
-            per_username,
-            window,
-            max_tracked: 100,
-        })
-    }
+    const SECOND: Ticks = 10;
+    const MINUTE: Ticks = 60 * SECOND;
 
-    #[test]
-    fn a_client_is_refused_after_its_limit_and_others_are_not() {
-        let t = throttle(3, 100, Duration::from_secs(60));
-        let guesser = t.keys("alice", Some("10.0.0.1"));
-        for _ in 0..3 {
-            assert!(t.begin(guesser).is_ok());
+    fn config() -> ThrottleConfig {
+        ThrottleConfig {
+            account_failures: 3,
+            device_failures: 3,
+            address_failures: 5,
+            failure_window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+            max_lockout: Duration::from_secs(600),
+            register_burst: 2,
+            register_interval: Duration::from_secs(10),
+            register_global_rate: 100,
+            register_global_burst: 1000,
+            max_accounts: 100,
+            max_clients: 100,
         }
-        let left = t.begin(guesser).unwrap_err();
-        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
-        assert!(t.begin(t.keys("alice", Some("10.0.0.2"))).is_ok());
-        assert!(t.begin(t.keys("bob", Some("10.0.0.1"))).is_ok());
     }
 
-    #[test]
-    fn attempts_in_flight_count_so_parallel_guesses_cannot_pass_the_limit() {
-        let t = throttle(3, 100, Duration::from_secs(60));
-        let keys = t.keys("alice", Some("10.0.0.1"));
-        // Three begun, none settled yet: the fourth is refused.
-        for _ in 0..3 {
-            assert!(t.begin(keys).is_ok());
+    /// Begins and fails a login; returns whether it was admitted.
+    fn fail(t: &Throttle, name: &str, client: &str, device: Option<[u8; 16]>, now: Ticks) -> bool {
+        match t.begin_login_at(name, Some(client), device, now) {
+            Ok(attempt) => {
+                t.finish_login_at(attempt, Outcome::Failed, now);
+                true
+            }
+            Err(_) => false,
         }
-        assert!(t.begin(keys).is_err());
-        // One turned out not to be judged (the database was down): it gives its place back.
-        t.abandoned(keys);
-        assert!(t.begin(keys).is_ok());
-        assert!(t.begin(keys).is_err());
     }
 
     #[test]
-    fn the_username_limit_holds_guessers_spread_over_many_clients() {
-        let t = throttle(3, 5, Duration::from_secs(60));
-        for i in 0..5 {
-            assert!(
-                t.begin(t.keys("alice", Some(&format!("10.0.0.{i}"))))
-                    .is_ok()
-            );
+    fn unrecognised_clients_share_the_account_limit_then_are_locked_out_with_backoff() {
+        // Three failures drain in three minutes: one a minute.
+        let t = Throttle::new(&ThrottleConfig {
+            failure_window: Duration::from_secs(180),
+            ..config()
+        });
+        for i in 0..3 {
+            assert!(fail(&t, "alice", &format!("10.0.0.{i}"), None, 0));
         }
-        assert!(t.begin(t.keys("alice", Some("10.9.9.9"))).is_err());
-        assert!(t.begin(t.keys("bob", Some("10.9.9.9"))).is_ok());
-    }
-
-    #[test]
-    fn a_refusal_ends_with_its_window_and_success_forgives_the_client() {
-        let t = throttle(2, 100, Duration::from_millis(50));
-        let keys = t.keys("alice", None);
-        assert!(t.begin(keys).is_ok());
-        assert!(t.begin(keys).is_ok());
-        assert!(t.begin(keys).is_err());
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(t.begin(keys).is_ok());
-        t.succeeded(keys);
-        assert!(t.begin(keys).is_ok());
+        let refusal = t
+            .begin_login_at("alice", Some("10.9.9.9"), None, 0)
+            .unwrap_err();
+        assert_eq!(refusal.reason, Reason::Account);
+        assert_eq!(refusal.retry_after, Duration::from_secs(60));
+        // Other accounts are not affected.
+        assert!(fail(&t, "bob", "10.9.9.9", None, 0));
+        // After the lockout one failure has drained: one more guess is judged, and its failure
+        // locks the account for twice as long, then four times: the backoff.
         assert!(
-            t.begin(keys).is_ok(),
-            "the success reset the client's count"
+            t.begin_login_at("alice", Some("10.0.0.1"), None, MINUTE - 1)
+                .is_err()
+        );
+        assert!(fail(&t, "alice", "10.0.0.1", None, MINUTE));
+        let refusal = t
+            .begin_login_at("alice", Some("10.0.0.1"), None, MINUTE)
+            .unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(120));
+        assert!(fail(&t, "alice", "10.0.0.1", None, 3 * MINUTE));
+        assert!(fail(&t, "alice", "10.0.0.1", None, 3 * MINUTE));
+        let refusal = t
+            .begin_login_at("alice", Some("10.0.0.1"), None, 3 * MINUTE)
+            .unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(240));
+    }
+
+    #[test]
+    fn the_owner_with_a_device_token_is_not_locked_out_by_a_flood_of_the_account() {
+        let t = Throttle::new(&config());
+        for _ in 0..50 {
+            fail(&t, "alice", "10.6.6.6", None, 0);
+        }
+        assert_eq!(
+            t.begin_login_at("alice", Some("10.0.0.1"), None, 0)
+                .unwrap_err()
+                .reason,
+            Reason::Account
+        );
+        let owner = t.begin_login_at("alice", Some("10.0.0.1"), Some([7; 16]), 0);
+        t.finish_login_at(
+            owner.expect("the owner's device is admitted"),
+            Outcome::Succeeded,
+            0,
         );
     }
 
     #[test]
-    fn memory_is_bounded_and_a_flood_of_names_does_not_evict_a_real_count() {
-        let t = throttle(5, 1000, Duration::from_secs(60));
-        let target = t.keys("victim", Some("10.0.0.1"));
-        for _ in 0..4 {
-            assert!(t.begin(target).is_ok());
+    fn a_device_token_that_keeps_failing_is_locked_out_for_itself_only() {
+        let t = Throttle::new(&config());
+        for _ in 0..3 {
+            assert!(fail(&t, "alice", "10.0.0.1", Some([1; 16]), 0));
         }
-        // A flood of single failures on distinct names fills the table and is evicted...
-        for i in 0..300 {
-            let _ = t.begin(t.keys(&format!("junk{i}"), Some("10.0.0.1")));
-        }
-        assert!(t.tracked() <= 100);
-        // ...while the target's four failures survive: one more is allowed, then refused.
-        std::thread::sleep(Duration::from_millis(1100));
-        let _ = t.begin(t.keys("more-junk", None));
-        assert!(t.begin(target).is_ok());
-        assert!(t.begin(target).is_err());
+        assert_eq!(
+            t.begin_login_at("alice", Some("10.0.0.1"), Some([1; 16]), 0)
+                .unwrap_err()
+                .reason,
+            Reason::Device
+        );
+        assert!(fail(&t, "alice", "10.0.0.1", Some([2; 16]), 0));
+        assert!(fail(&t, "alice", "10.0.0.1", None, 0));
     }
 
     #[test]
-    fn successful_logins_leave_nothing_in_the_table() {
-        let t = throttle(3, 100, Duration::from_secs(60));
+    fn one_address_spraying_many_usernames_is_refused() {
+        let t = Throttle::new(&config());
+        for i in 0..5 {
+            assert!(fail(&t, &format!("user{i}"), "10.0.0.1", None, 0));
+        }
+        let refusal = t
+            .begin_login_at("someone-else", Some("10.0.0.1"), None, 0)
+            .unwrap_err();
+        assert_eq!(refusal.reason, Reason::Address);
+        // The refusal took back its admission on the account: nothing was counted there.
+        assert!(fail(&t, "someone-else", "10.0.0.2", None, 0));
+        assert!(fail(&t, "someone-else", "10.0.0.2", None, 0));
+        assert!(fail(&t, "someone-else", "10.0.0.2", None, 0));
+        assert!(!fail(&t, "someone-else", "10.0.0.2", None, 0));
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_network() {
+        let t = Throttle::new(&config());
+        for i in 0..5 {
+            assert!(fail(
+                &t,
+                &format!("u{i}"),
+                &format!("2001:db8:0:1::{i}"),
+                None,
+                0
+            ));
+        }
+        assert!(!fail(&t, "u9", "2001:db8:0:1::99", None, 0));
+        assert!(fail(&t, "u9", "2001:db8:0:2::1", None, 0));
+        assert_eq!(address_key(Some("::ffff:10.1.2.3")), "10.1.2.3");
+    }
+
+    #[test]
+    fn attempts_in_flight_count_so_parallel_guesses_cannot_pass_the_limit() {
+        let t = Throttle::new(&config());
+        let attempts: Vec<_> = (0..3)
+            .map(|_| {
+                t.begin_login_at("alice", Some("10.0.0.1"), None, 0)
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            t.begin_login_at("alice", Some("10.0.0.2"), None, 0)
+                .is_err()
+        );
+        let mut attempts = attempts.into_iter();
+        // One could not be judged (the database was down): it gives its place back.
+        t.finish_login_at(attempts.next().unwrap(), Outcome::NotJudged, 0);
+        let again = t
+            .begin_login_at("alice", Some("10.0.0.2"), None, 0)
+            .unwrap();
+        assert!(
+            t.begin_login_at("alice", Some("10.0.0.2"), None, 0)
+                .is_err()
+        );
+        for attempt in attempts.chain([again]) {
+            t.finish_login_at(attempt, Outcome::Failed, 0);
+        }
+        assert_eq!(
+            t.begin_login_at("alice", Some("10.0.0.3"), None, 0)
+                .unwrap_err()
+                .reason,
+            Reason::Account
+        );
+    }
+
+    #[test]
+    fn counts_drain_over_the_window_so_there_is_no_edge_to_burst_around() {
+        // Three failures drain in a minute (one per 20 s); the lockout is a second.
+        let t = Throttle::new(&ThrottleConfig {
+            lockout: Duration::from_secs(1),
+            ..config()
+        });
+        for _ in 0..3 {
+            assert!(fail(&t, "alice", "10.0.0.1", None, 0));
+        }
+        // The lockout is over at 2 s, but the count is still at the limit until a whole failure
+        // has drained.
+        let refusal = t
+            .begin_login_at("alice", Some("10.0.0.1"), None, 2 * SECOND)
+            .unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(18));
+        assert!(fail(&t, "alice", "10.0.0.1", None, 20 * SECOND));
+        assert!(
+            t.begin_login_at("alice", Some("10.0.0.1"), None, 20 * SECOND)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn successful_logins_leave_nothing_in_the_tables() {
+        let t = Throttle::new(&config());
         for i in 0..50 {
-            let keys = t.keys(&format!("user{i}"), Some("10.0.0.1"));
-            assert!(t.begin(keys).is_ok());
-            t.succeeded(keys);
+            let attempt = t
+                .begin_login_at(&format!("user{i}"), Some("10.0.0.1"), None, 0)
+                .unwrap();
+            t.finish_login_at(attempt, Outcome::Succeeded, 0);
+            let attempt = t
+                .begin_login_at(&format!("user{i}"), Some("10.0.0.1"), Some([i; 16]), 0)
+                .unwrap();
+            t.finish_login_at(attempt, Outcome::Succeeded, 0);
         }
-        assert_eq!(t.tracked(), 0);
-        let keys = t.keys("alice", None);
-        assert!(t.begin(keys).is_ok());
-        t.abandoned(keys);
-        assert_eq!(t.tracked(), 0);
+        let attempt = t.begin_login_at("alice", None, None, 0).unwrap();
+        t.finish_login_at(attempt, Outcome::NotJudged, 0);
+        assert_eq!(
+            t.fill(),
+            Fill {
+                accounts: 0,
+                devices: 0,
+                addresses: 0,
+                registrations: 0
+            }
+        );
     }
 
     #[test]
-    fn expired_counts_make_room() {
-        let t = throttle(1, 1, Duration::from_millis(50));
+    fn a_full_table_refuses_new_keys_and_keeps_every_live_count() {
+        let t = Throttle::new(&ThrottleConfig {
+            max_clients: 1000,
+            ..config()
+        });
+        // Two failures on the target, then a flood of made-up names fills the account table.
+        assert!(fail(&t, "victim", "10.0.0.1", None, 0));
+        assert!(fail(&t, "victim", "10.0.0.2", None, 0));
         for i in 0..200 {
-            let _ = t.begin(t.keys(&format!("user{i}"), None));
+            fail(
+                &t,
+                &format!("junk{i}"),
+                &format!("10.1.{}.{}", i / 250, i % 250),
+                None,
+                0,
+            );
         }
-        assert_eq!(t.tracked(), 100);
-        std::thread::sleep(Duration::from_millis(60));
-        let _ = t.begin(t.keys("late", None));
-        assert_eq!(t.tracked(), 2, "the sweep dropped every expired count");
+        assert_eq!(t.fill().accounts, 100);
+        let full = t
+            .begin_login_at("newcomer", Some("10.0.0.9"), None, 0)
+            .unwrap_err();
+        assert_eq!(full.reason, Reason::Full);
+        // The target's count survived the flood: one more guess, then the lockout.
+        assert!(fail(&t, "victim", "10.0.0.3", None, 0));
+        assert_eq!(
+            t.begin_login_at("victim", Some("10.0.0.4"), None, 0)
+                .unwrap_err()
+                .reason,
+            Reason::Account
+        );
+        // The owner's device still gets in while the table is full.
+        let owner = t.begin_login_at("newcomer", Some("10.0.0.9"), Some([3; 16]), 0);
+        t.finish_login_at(owner.expect("admitted"), Outcome::Succeeded, 0);
+        // Once the flood's single failures have drained (20 s each), there is room again.
+        assert!(fail(&t, "newcomer", "10.0.0.9", None, 20 * SECOND));
+    }
+
+    #[test]
+    fn a_device_that_finds_its_table_full_is_judged_as_unrecognised() {
+        let t = Throttle::new(&ThrottleConfig {
+            max_clients: 10,
+            ..config()
+        });
+        for i in 0..10u8 {
+            assert!(fail(&t, "mallory", "10.0.0.1", Some([i; 16]), 0));
+        }
+        for i in 0..3 {
+            assert!(fail(&t, "alice", &format!("10.1.0.{i}"), None, 0));
+        }
+        // A new device of alice's cannot be counted, so it meets the account's lockout.
+        assert_eq!(
+            t.begin_login_at("alice", Some("10.1.0.9"), Some([99; 16]), 0)
+                .unwrap_err()
+                .reason,
+            Reason::Account
+        );
+    }
+
+    #[test]
+    fn registrations_are_limited_per_address() {
+        let t = Throttle::new(&config());
+        assert!(t.admit_registration_at(Some("10.0.0.1"), 0).is_ok());
+        assert!(t.admit_registration_at(Some("10.0.0.1"), 0).is_ok());
+        let refusal = t.admit_registration_at(Some("10.0.0.1"), 0).unwrap_err();
+        assert_eq!(refusal.reason, Reason::RegisterAddress);
+        assert_eq!(refusal.retry_after, Duration::from_secs(10));
+        assert!(t.admit_registration_at(Some("10.0.0.2"), 0).is_ok());
+        assert!(
+            t.admit_registration_at(Some("10.0.0.1"), 10 * SECOND)
+                .is_ok()
+        );
+        assert!(
+            t.admit_registration_at(Some("10.0.0.1"), 10 * SECOND)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn registrations_are_limited_over_all_clients() {
+        let t = Throttle::new(&ThrottleConfig {
+            register_global_rate: 1,
+            register_global_burst: 2,
+            ..config()
+        });
+        assert!(t.admit_registration_at(Some("10.0.0.1"), 0).is_ok());
+        assert!(t.admit_registration_at(Some("10.0.0.2"), 0).is_ok());
+        let refusal = t.admit_registration_at(Some("10.0.0.3"), 0).unwrap_err();
+        assert_eq!(refusal.reason, Reason::RegisterGlobal);
+        assert_eq!(refusal.retry_after, Duration::from_secs(1));
+        // Refused over all clients, the attempt did not use its address's allowance.
+        assert!(t.admit_registration_at(Some("10.0.0.3"), SECOND).is_ok());
+        assert!(
+            t.admit_registration_at(Some("10.0.0.3"), 2 * SECOND)
+                .is_ok()
+        );
+        assert!(
+            t.admit_registration_at(Some("10.0.0.3"), 3 * SECOND)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_stated_memory_bound_covers_full_tables() {
+        let config = config();
+        let t = Throttle::new(&config);
+        for i in 0..100 {
+            fail(
+                &t,
+                &format!("n{i}"),
+                &format!("10.2.0.{i}"),
+                Some([i as u8; 16]),
+                0,
+            );
+            fail(&t, &format!("m{i}"), &format!("10.3.0.{i}"), None, 0);
+            let _ = t.admit_registration_at(Some(&format!("10.4.0.{i}")), 0);
+        }
+        let tables = t.tables.lock();
+        let held: usize = [
+            &tables.accounts,
+            &tables.devices,
+            &tables.addresses,
+            &tables.registrations,
+        ]
+        .iter()
+        .map(|table| table.buckets.capacity() * (size_of::<(u64, Bucket)>() + 1))
+        .sum();
+        assert!(held <= Throttle::memory_bound(&config), "{held}");
+        assert_eq!(size_of::<(u64, Bucket)>(), 24);
     }
 }

@@ -14,6 +14,7 @@ fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
         username: name.to_owned(),
         password: Secret::new(password),
         nickname: nickname.map(str::to_owned),
+        client: None,
     }
 }
 
@@ -22,6 +23,7 @@ fn login(name: &str, password: &str) -> Request {
         username: name.to_owned(),
         password: Secret::new(password),
         client: None,
+        device: None,
     }
 }
 
@@ -173,20 +175,38 @@ fn login_from(name: &str, password: &str, client: &str) -> Request {
         username: name.to_owned(),
         password: Secret::new(password),
         client: Some(client.to_owned()),
+        device: None,
+    }
+}
+
+fn login_with_device(name: &str, password: &str, client: &str, device: &Secret) -> Request {
+    Request::Login {
+        username: name.to_owned(),
+        password: Secret::new(password),
+        client: Some(client.to_owned()),
+        device: Some(device.clone()),
     }
 }
 
 #[test]
-fn repeated_failed_logins_are_throttled_per_username_and_client() {
-    // Default limits: 10 failures per username and client in 5 minutes.
+fn failed_logins_lock_out_unrecognised_clients_but_not_a_device_that_logged_in_before() {
+    // Default limits: 10 failures from unrecognised clients of one account, then a minute.
     let server = TestServer::start(4);
     let mut client = server.client();
     let name = unique_name("mallory");
     client.call(register(&name, "correct horse", None));
+    // The owner logged in once before, and kept the device token.
+    let device =
+        logged_in(client.call(login_from(&name, "correct horse", "192.0.2.7"))).device_token;
     let nobody = unique_name("nobody");
     for target in [&name, &nobody] {
+        // Guesses spread over many addresses all count against the account.
         for attempt in 0..10 {
-            let reply = client.call(login_from(target, "wrong horse", "10.0.0.66"));
+            let reply = client.call(login_from(
+                target,
+                "wrong horse",
+                &format!("10.0.{attempt}.66"),
+            ));
             assert_eq!(
                 error_code(&reply),
                 Some(ErrorCode::InvalidCredentials),
@@ -196,39 +216,92 @@ fn repeated_failed_logins_are_throttled_per_username_and_client() {
         // Now refused, even with the right password, without the password being checked;
         // an unknown name is throttled exactly like a real one.
         let Response::Error(refused) =
-            client.call(login_from(target, "correct horse", "10.0.0.66"))
+            client.call(login_from(target, "correct horse", "10.0.99.66"))
         else {
             panic!("the 11th attempt was not refused");
         };
         assert_eq!(refused.code, ErrorCode::TooManyRequests);
         assert!(
-            (290_000..=300_000).contains(&refused.retry_after_ms),
-            "retry after the rest of the window: {}",
+            (59_000..=60_000).contains(&refused.retry_after_ms),
+            "retry after the first lockout: {}",
             refused.retry_after_ms
         );
     }
-    // The owner, logging in from elsewhere, is not locked out, and other names from the
-    // guessing client are untouched.
-    logged_in(client.call(login_from(&name, "correct horse", "192.0.2.7")));
-    logged_in(client.call(login(&name.to_uppercase(), "correct horse")));
+    // The owner's device is judged on its own: it logs in at once, and gets a new token.
+    let session = logged_in(client.call(login_with_device(
+        &name,
+        "correct horse",
+        "192.0.2.7",
+        &device,
+    )));
+    assert_ne!(session.device_token, device);
+    logged_in(client.call(login_with_device(
+        &name,
+        "correct horse",
+        "10.0.0.66",
+        &session.device_token,
+    )));
+    // Without it, the owner is an unrecognised client like the others, and waits.
+    assert_eq!(
+        error_code(&client.call(login_from(&name, "correct horse", "192.0.2.7"))),
+        Some(ErrorCode::TooManyRequests)
+    );
+    // Other names from the guessing addresses are untouched.
     let other = unique_name("trent");
     client.call(register(&other, "correct horse", None));
     logged_in(client.call(login_from(&other, "correct horse", "10.0.0.66")));
 }
 
 #[test]
-fn a_successful_login_forgives_earlier_failures_from_that_client() {
+fn a_device_token_counts_for_its_own_username_and_fails_on_its_own() {
     let server = TestServer::start(4);
     let mut client = server.client();
-    let name = unique_name("peggy");
-    client.call(register(&name, "correct horse", None));
-    for _ in 0..3 {
-        for _ in 0..9 {
-            let reply = client.call(login_from(&name, "wrong horse", "10.0.0.9"));
-            assert_eq!(error_code(&reply), Some(ErrorCode::InvalidCredentials));
-        }
-        logged_in(client.call(login_from(&name, "correct horse", "10.0.0.9")));
+    let (alice, bob) = (unique_name("alice"), unique_name("bob"));
+    client.call(register(&alice, "correct horse", None));
+    client.call(register(&bob, "correct horse", None));
+    let device =
+        logged_in(client.call(login_from(&alice, "correct horse", "10.0.0.1"))).device_token;
+    // Another account's token, or a forged one, recognises nobody: bob's unrecognised clients
+    // are locked out after their 10 failures whatever token they show.
+    for attempt in 0..10 {
+        let forged = Secret::new(format!("{}x", &device.expose()[1..]));
+        let token = if attempt % 2 == 0 { &device } else { &forged };
+        let reply = client.call(login_with_device(&bob, "wrong horse", "10.0.0.2", token));
+        assert_eq!(
+            error_code(&reply),
+            Some(ErrorCode::InvalidCredentials),
+            "{attempt}"
+        );
     }
+    assert_eq!(
+        error_code(&client.call(login_with_device(
+            &bob,
+            "correct horse",
+            "10.0.0.2",
+            &device
+        ))),
+        Some(ErrorCode::TooManyRequests)
+    );
+    // A device that keeps failing on its own account is locked out for itself only.
+    for _ in 0..10 {
+        let reply = client.call(login_with_device(
+            &alice,
+            "wrong horse",
+            "10.0.0.1",
+            &device,
+        ));
+        assert_eq!(error_code(&reply), Some(ErrorCode::InvalidCredentials));
+    }
+    assert_eq!(
+        error_code(&client.call(login_with_device(
+            &alice,
+            "correct horse",
+            "10.0.0.1",
+            &device
+        ))),
+        Some(ErrorCode::TooManyRequests)
+    );
+    logged_in(client.call(login_from(&alice, "correct horse", "10.0.0.1")));
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up()
         username: name.clone(),
         password: Secret::new("correct horse"),
         nickname: None,
+        client: None,
     };
     let Response::Error(refused) = client.call(register()) else {
         panic!("registered without a database");
@@ -85,6 +86,7 @@ fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up()
         username: name,
         password: Secret::new("correct horse"),
         client: None,
+        device: None,
     });
     assert!(matches!(login, Response::LoggedIn(_)), "{login:?}");
 }

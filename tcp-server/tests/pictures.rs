@@ -27,11 +27,13 @@ fn signed_in(server: &TestServer) -> (Client, Secret) {
         username: name.clone(),
         password: Secret::new("correct horse"),
         nickname: None,
+        client: None,
     });
     let Response::LoggedIn(session) = client.call(Request::Login {
         username: name,
         password: Secret::new("correct horse"),
         client: None,
+        device: None,
     }) else {
         panic!("login failed");
     };
@@ -190,4 +192,48 @@ fn a_replaced_picture_is_gone_and_unknown_keys_are_not_found() {
         encode(gradient(8, 8), Codec::Png),
     );
     assert_eq!(error_code(&refused), Some(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn two_uploads_of_one_account_at_once_leave_a_picture_that_is_served() {
+    // The race: A is uploaded again (its row exists, so its insert takes no lock) while B is
+    // uploaded. Before the account row was locked first, B could delete A while A's update
+    // pointed the account at A: a profile naming a picture that is gone.
+    let server = TestServer::start(4);
+    let (mut client, token) = signed_in(&server);
+    let a = encode(gradient(16, 16), Codec::Png);
+    let b = encode(gradient(17, 16), Codec::Png);
+    let mut other = server.client();
+    for round in 0..200 {
+        // A is stored (and current) before each round.
+        let Response::PictureSet(_) = set(&mut client, &token, a.clone()) else {
+            panic!("round {round}: setting A failed");
+        };
+        let barrier = std::sync::Barrier::new(2);
+        let (first, second) = std::thread::scope(|scope| {
+            let again = scope.spawn(|| {
+                barrier.wait();
+                set(&mut client, &token, a.clone())
+            });
+            barrier.wait();
+            let replaced = set(&mut other, &token, b.clone());
+            (again.join().unwrap(), replaced)
+        });
+        for response in [&first, &second] {
+            assert!(
+                matches!(response, Response::PictureSet(_)),
+                "round {round}: {response:?}"
+            );
+        }
+        let Response::Profile(profile) = client.call(Request::GetProfile {
+            token: token.clone(),
+        }) else {
+            panic!("round {round}: no profile");
+        };
+        let key = profile.picture.expect("a picture is set");
+        assert!(
+            matches!(fetch(&mut client, &key), Response::Picture(_)),
+            "round {round}: the profile names {key}, which is not served"
+        );
+    }
 }

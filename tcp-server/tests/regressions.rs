@@ -44,6 +44,7 @@ fn signed_in(ctx: &Context) -> Secret {
             username: name.clone(),
             password: Secret::new("correct horse"),
             nickname: None,
+            client: None,
         },
     );
     assert!(
@@ -56,6 +57,7 @@ fn signed_in(ctx: &Context) -> Secret {
             username: name,
             password: Secret::new("correct horse"),
             client: None,
+            device: None,
         },
     ) {
         Response::LoggedIn(session) => session.token,
@@ -284,6 +286,7 @@ fn a_stalled_database_gives_an_answer_not_a_hang() {
                 username: "nobody_here".to_owned(),
                 password: Secret::new("whatever1"),
                 client: None,
+                device: None,
             },
         ));
     });
@@ -349,6 +352,7 @@ fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
             username: unique_name("fresh"),
             password: Secret::new("correct horse"),
             nickname: None,
+            client: None,
         },
     );
     assert!(
@@ -413,6 +417,7 @@ fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
                 username,
                 password: Secret::new("correct horse"),
                 nickname: None,
+                client: None,
             },
         )
     };
@@ -423,6 +428,7 @@ fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
             username: user.clone(),
             password: Secret::new("correct horse"),
             client: None,
+            device: None,
         },
     );
     let twin = register(user.to_lowercase());

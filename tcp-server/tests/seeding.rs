@@ -74,6 +74,7 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
                 username: seed::username(i),
                 password: Secret::new(seed::password(i)),
                 client: None,
+                device: None,
             },
         );
         let Response::LoggedIn(session) = response else {
@@ -89,6 +90,7 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
             username: unique_name("after"),
             password: Secret::new("correct horse"),
             nickname: None,
+            client: None,
         },
     );
     let Response::Registered(profile) = response else {

@@ -8,3 +8,4 @@ mod protocol;
 mod regressions;
 mod seeding;
 mod support;
+mod throttle;

@@ -1,14 +1,15 @@
-//! Login: check the password and issue a signed session token. Reads the database once and
-//! writes nothing, except to re-hash a password stored with outdated parameters. Failed
-//! attempts are throttled (`crate::throttle`).
+//! Login: check the password and issue a signed session token and a fresh device token. Reads
+//! the database once and writes nothing, except to re-hash a password stored with outdated
+//! parameters. Attempts are throttled (`crate::throttle`), a recognised device on its own.
 
 use std::sync::atomic::Ordering;
 
-use proto::{ErrorCode, ErrorReply, Response, Session};
+use proto::{ErrorCode, Response, Session};
 
 use super::{Context, OpError, profile_from, unix_now};
 use crate::password::Verified;
 use crate::rules;
+use crate::throttle::Outcome;
 use crate::token::Claims;
 
 // The expression must match the index users_username_lower exactly (see migration V2).
@@ -21,26 +22,26 @@ pub(super) fn run(
     username: &str,
     password: &str,
     client: Option<&str>,
+    device: Option<&str>,
 ) -> Result<Response, OpError> {
     let key = rules::username_key(username);
-    let throttle = ctx.throttle.keys(&key, client);
-    if let Err(left) = ctx.throttle.begin(throttle) {
-        // Refused before the password is looked at, or the guess would still be tested.
-        ctx.stats.logins_throttled.fetch_add(1, Ordering::Relaxed);
-        return Err(OpError(ErrorReply {
-            code: ErrorCode::TooManyRequests,
-            retry_after_ms: u32::try_from(left.as_millis().max(1)).unwrap_or(u32::MAX),
-            message: "too many failed logins for this username; try again later".to_owned(),
-        }));
-    }
-    // The attempt already counts as a failure; a success or an attempt that could not be
-    // judged gives that back.
+    let now = unix_now();
+    let device = device.and_then(|token| ctx.devices.verify(token, &key, now));
+    // Refused before the password is looked at, or the guess would still be tested.
+    let attempt = ctx
+        .throttle
+        .begin_login(&key, client, device)
+        .map_err(|refusal| {
+            ctx.stats.logins_throttled.fetch_add(1, Ordering::Relaxed);
+            OpError::throttled(refusal)
+        })?;
     let result = check(ctx, username, &key, password);
-    match &result {
-        Ok(_) => ctx.throttle.succeeded(throttle),
-        Err(error) if error.0.code == ErrorCode::InvalidCredentials => {}
-        Err(_) => ctx.throttle.abandoned(throttle),
-    }
+    let outcome = match &result {
+        Ok(_) => Outcome::Succeeded,
+        Err(error) if error.0.code == ErrorCode::InvalidCredentials => Outcome::Failed,
+        Err(_) => Outcome::NotJudged,
+    };
+    ctx.throttle.finish_login(attempt, outcome);
     result
 }
 
@@ -68,20 +69,28 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Res
     if needs_rehash {
         rehash(ctx, profile.id, password);
     }
-    let mut session_id = [0u8; 16];
-    getrandom::fill(&mut session_id).map_err(|e| {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| {
         log::error!("no randomness for a session id: {e}");
         OpError::new(ErrorCode::Internal, "internal error")
     })?;
+    let (session_id, device_nonce) = random.split_at(16);
+    let now = unix_now();
     let claims = Claims {
         user_id: profile.id,
-        session_id,
-        expires_at: unix_now().saturating_add(ctx.session_ttl.as_secs() as i64),
+        session_id: session_id.try_into().unwrap_or_default(),
+        expires_at: now.saturating_add(ctx.session_ttl.as_secs() as i64),
     };
+    let device_token = ctx.devices.issue(
+        key,
+        device_nonce.try_into().unwrap_or_default(),
+        now.saturating_add(ctx.device_ttl.as_secs() as i64),
+    );
     Ok(Response::LoggedIn(Session {
         token: ctx.tokens.issue(&claims).into(),
         expires_at: claims.expires_at,
         profile,
+        device_token: device_token.into(),
     }))
 }
 

@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
 
 use crate::db::{Db, DbError};
+use crate::device::DeviceKey;
 use crate::password::Hasher;
 use crate::picture::Pictures;
 use crate::stats::Stats;
-use crate::throttle::LoginThrottle;
+use crate::throttle::{Reason, Refusal, Throttle};
 use crate::token::TokenKey;
 
 /// Everything an operation may use.
@@ -34,10 +35,14 @@ pub struct Context {
     pub pictures: Pictures,
     /// How long a session lasts.
     pub session_ttl: Duration,
+    /// Device tokens, which let the login throttle recognise a client that logged in before.
+    pub devices: DeviceKey,
+    /// How long a device token is recognised.
+    pub device_ttl: Duration,
     /// The server's counters.
     pub stats: Stats,
-    /// Failed-login counts, for brute-force protection.
-    pub throttle: LoginThrottle,
+    /// Brute-force and flood protection for logins and registrations.
+    pub throttle: Throttle,
 }
 
 /// Answers one request. Every failure becomes a typed error reply; nothing here panics on
@@ -58,12 +63,26 @@ pub fn handle(ctx: &Context, request: Request) -> Response {
             username,
             password,
             nickname,
-        } => register::run(ctx, &username, password.expose(), nickname.as_deref()),
+            client,
+        } => register::run(
+            ctx,
+            &username,
+            password.expose(),
+            nickname.as_deref(),
+            client.as_deref(),
+        ),
         Request::Login {
             username,
             password,
             client,
-        } => login::run(ctx, &username, password.expose(), client.as_deref()),
+            device,
+        } => login::run(
+            ctx,
+            &username,
+            password.expose(),
+            client.as_deref(),
+            device.as_ref().map(proto::Secret::expose),
+        ),
         Request::Logout { token } => logout::run(ctx, token.expose()),
         Request::GetProfile { token } => profile::run(ctx, token.expose()),
         Request::UpdateNickname { token, nickname } => {
@@ -72,7 +91,7 @@ pub fn handle(ctx: &Context, request: Request) -> Response {
         Request::SetPicture { token, image } => picture::set(ctx, token.expose(), &image),
         Request::GetPicture { key } => picture::get(ctx, &key),
         Request::Stats => Ok(Response::Stats(
-            ctx.stats.snapshot(&ctx.db.state(), ctx.throttle.tracked()),
+            ctx.stats.snapshot(&ctx.db.state(), &ctx.throttle),
         )),
     };
     result.unwrap_or_else(|error| Response::Error(error.0))
@@ -90,6 +109,27 @@ impl OpError {
     /// The one answer to every bad, expired or revoked session (or a deleted account).
     fn unauthorized() -> Self {
         OpError::new(ErrorCode::Unauthorized, "invalid or expired session")
+    }
+
+    /// `TooManyRequests` for an attempt the throttle refused, with when to retry.
+    fn throttled(refusal: Refusal) -> Self {
+        let message = match refusal.reason {
+            Reason::Account => {
+                "too many failed logins for this username from unrecognised devices; try again \
+                 later (a device that logged in to it before is not affected)"
+            }
+            Reason::Device => "too many failed logins from this device; try again later",
+            Reason::Address => "too many failed logins from this address; try again later",
+            Reason::Full => "the service is refusing unrecognised logins for a moment; try again",
+            Reason::RegisterAddress => "too many registrations from this address; try again later",
+            Reason::RegisterGlobal => "too many registrations right now; try again later",
+        };
+        let millis = refusal.retry_after.as_millis().max(1);
+        OpError(ErrorReply {
+            code: ErrorCode::TooManyRequests,
+            retry_after_ms: u32::try_from(millis).unwrap_or(u32::MAX),
+            message: message.to_owned(),
+        })
     }
 }
 

@@ -7,6 +7,10 @@ use sha2::{Digest, Sha256};
 use super::{Context, OpError, auth, profile_from};
 use crate::picture::PictureError;
 
+// Taken first, so two uploads of one account run one after the other: otherwise an upload of
+// a picture already stored (its INSERT does nothing and locks nothing) could point the account
+// at a row that a concurrent upload's PRUNE is deleting.
+const LOCK: &str = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
 const INSERT: &str = "INSERT INTO pictures (id, user_id, format, data) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (id) DO NOTHING";
 const POINT: &str = "UPDATE users SET picture_id = $1 WHERE id = $2 \
@@ -30,12 +34,17 @@ pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response,
     let format = i16::from(processed.format as u8);
     // Idempotent (same key, same content), so a retry after a broken connection is safe.
     let row = ctx.db.run(|conn| {
-        let (insert, point, prune) = (
+        let (lock, insert, point, prune) = (
+            conn.prepared(LOCK)?,
             conn.prepared(INSERT)?,
             conn.prepared(POINT)?,
             conn.prepared(PRUNE)?,
         );
         let mut tx = conn.client().transaction()?;
+        if tx.query_opt(&lock, &[&claims.user_id])?.is_none() {
+            // The account was deleted since the session was checked.
+            return Ok(None);
+        }
         tx.execute(&insert, &[&key, &claims.user_id, &format, &processed.data])?;
         let row = tx.query_opt(&point, &[&key, &claims.user_id])?;
         tx.execute(&prune, &[&key, &claims.user_id])?;

@@ -1,4 +1,6 @@
-//! Register: create an account with a unique (case-insensitive) username.
+//! Register: create an account with a unique (case-insensitive) username. Registrations are
+//! limited per client address and over all clients (`crate::throttle`), so nobody creates
+//! accounts in bulk or lists taken usernames at full speed.
 
 use postgres::error::SqlState;
 use proto::{ErrorCode, Profile, Response};
@@ -15,11 +17,17 @@ pub(super) fn run(
     username: &str,
     password: &str,
     nickname: Option<&str>,
+    client: Option<&str>,
 ) -> Result<Response, OpError> {
     rules::check_username(username).map_err(|e| OpError::new(ErrorCode::InvalidUsername, e.0))?;
     rules::check_password(password).map_err(|e| OpError::new(ErrorCode::InvalidPassword, e.0))?;
     let nickname = rules::check_nickname(nickname.unwrap_or(username))
         .map_err(|e| OpError::new(ErrorCode::InvalidNickname, e.0))?;
+    // Counted once the input is valid (refusing bad input costs nothing) and before the hash,
+    // which is what costs; an attempt whose name turns out taken counts too.
+    ctx.throttle
+        .admit_registration(client)
+        .map_err(OpError::throttled)?;
     let hash = ctx.hasher.hash(password).map_err(|e| {
         log::error!("hashing a password: {e}");
         OpError::new(ErrorCode::Internal, "internal error")

@@ -2,10 +2,13 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -35,6 +38,10 @@ pub struct ClientConnection {
     /// gatehouse patch: how long a body read on the connection's thread (up to 16 KiB) may
     /// take to arrive in full; the socket's read timeout, which bounds each read only.
     pub(crate) body_deadline: Option<std::time::Duration>,
+
+    /// gatehouse patch: set when the application ends the connection with a request's answer
+    /// (`Request::end_connection`): no further request is read.
+    end: Arc<AtomicBool>,
 
     // true if the connection goes through SSL
     secure: bool,
@@ -77,6 +84,30 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             body_deadline: None,
+            end: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// gatehouse patch: after an answer that ended the connection, sends the FIN (the client
+    /// learns the answer is all there is), then reads and throws away what the client still
+    /// sends (the rest of a body nobody read) for a moment, so that closing does not reset the
+    /// connection before the client has read the answer.
+    fn linger(&mut self) {
+        const MAX_LINGER_BYTES: usize = 1024 * 1024;
+        const MAX_LINGER_TIME: Duration = Duration::from_secs(2);
+        {
+            let mut writer = self.sink.lock();
+            let _ = writer.flush();
+            writer.get_mut().shutdown_write();
+        }
+        let until = Instant::now() + MAX_LINGER_TIME;
+        let mut buf = [0u8; 4096];
+        let mut discarded = 0;
+        while discarded < MAX_LINGER_BYTES && Instant::now() < until {
+            match self.next_header_source.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => discarded += read,
+            }
         }
     }
 
@@ -128,6 +159,16 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // gatehouse patch: the previous request's answer may have ended the connection; that
+        // is known once its body reader is done, before anything more is read.
+        self.next_header_source.wait_turn();
+        if self.end.load(Ordering::Relaxed) {
+            self.linger();
+            return Err(ReadError::ReadIoError(IoError::new(
+                ErrorKind::ConnectionAborted,
+                "the connection was ended with the last answer",
+            )));
+        }
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -194,6 +235,7 @@ impl ClientConnection {
             data_source,
             writer,
             self.body_deadline,
+            Some(Arc::clone(&self.end)),
         )
         .map_err(|e| {
             use crate::request;

@@ -80,7 +80,25 @@ pub struct Request {
     // gatehouse patch: the server is closing and this is the connection's last request; the
     // response says `Connection: close`.
     connection_close: bool,
+
+    // gatehouse patch: whether some of the body was still on the socket when the request was
+    // handed over (it was longer than `PRE_READ_LIMIT`, or behind `Expect: 100-continue`).
+    body_on_socket: bool,
+
+    // gatehouse patch: set by `end_connection`: the connection's thread reads no further
+    // request, and lingers briefly instead (see `ClientConnection::read`).
+    connection_end: Option<Arc<AtomicBool>>,
+
+    // gatehouse patch: cleared by `end_connection`: dropping the body reader does not drain
+    // what is left of the body on the thread that drops it.
+    drain_on_drop: Arc<AtomicBool>,
 }
+
+/// gatehouse patch: bodies up to this many bytes (fixed-length or chunked) are read on the
+/// connection's own thread before the request is handed over, so a client trickling one never
+/// holds a worker; a longer body is left on the socket for the worker to read
+/// ([`Request::body_on_socket`]).
+pub const PRE_READ_LIMIT: usize = 16 * 1024;
 
 struct NotifyOnDrop<R> {
     sender: Sender<()>,
@@ -169,6 +187,7 @@ pub fn new_request<R, W>(
     source_data: R,
     mut writer: W,
     body_deadline: Option<Duration>,
+    connection_end: Option<Arc<AtomicBool>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -230,7 +249,8 @@ where
     // gatehouse patch: with `Expect: 100-continue` the body was left to the worker, whatever
     // its size, so such a client could trickle it and hold the worker. A body read here gets
     // its `100 Continue` from here.
-    let read_here = chunked || content_length.is_some_and(|len| len > 0 && len <= 16 * 1024);
+    let read_here =
+        chunked || content_length.is_some_and(|len| len > 0 && len <= PRE_READ_LIMIT);
     if expects_continue && read_here {
         Response::new_empty(StatusCode(100)).raw_print(
             &mut writer,
@@ -243,6 +263,8 @@ where
     }
     let expects_continue = expects_continue && !read_here;
     let armed = Arc::new(AtomicBool::new(true));
+    let drain_on_drop = Arc::new(AtomicBool::new(true));
+    let mut body_on_socket = false;
     let mut source_data = Deadline {
         inner: source_data,
         deadline: body_deadline.map(|limit| Instant::now() + limit),
@@ -254,7 +276,7 @@ where
         // gatehouse patch: the bound was 1024 bytes. Bodies up to 16 KiB (every JSON body the
         // service accepts) are now read here, on the connection's own thread, before the
         // request is queued, so a client trickling its body never holds a worker thread.
-        } else if content_length <= 16 * 1024 && !expects_continue {
+        } else if content_length <= PRE_READ_LIMIT && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
@@ -275,7 +297,9 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            body_on_socket = true;
+            let (data_reader, _) =
+                EqualReader::new(source_data, content_length, Arc::clone(&drain_on_drop));
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if chunked && !expects_continue {
@@ -286,7 +310,7 @@ where
         let mut decoder = ChunkedDecoder::new(source_data);
         let mut prefix = Vec::new();
         (&mut decoder)
-            .take(16 * 1024 + 1)
+            .take(PRE_READ_LIMIT as u64 + 1)
             .read_to_end(&mut prefix)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidInput | ErrorKind::InvalidData => {
@@ -294,13 +318,15 @@ where
                 }
                 _ => RequestCreationError::CreationIoError(e),
             })?;
-        if prefix.len() <= 16 * 1024 {
+        if prefix.len() <= PRE_READ_LIMIT {
             Box::new(Cursor::new(prefix)) as Box<dyn Read + Send + 'static>
         } else {
+            body_on_socket = true;
             Box::new(Cursor::new(prefix).chain(FusedReader::new(decoder)))
                 as Box<dyn Read + Send + 'static>
         }
     } else if chunked {
+        body_on_socket = true;
         Box::new(FusedReader::new(ChunkedDecoder::new(source_data))) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
@@ -325,6 +351,9 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         connection_close: false,
+        body_on_socket: body_on_socket || expects_continue,
+        connection_end,
+        drain_on_drop,
     })
 }
 
@@ -570,6 +599,27 @@ impl Request {
     pub(crate) fn with_connection_close(mut self) -> Self {
         self.connection_close = true;
         self
+    }
+
+    /// gatehouse patch: whether part of the body was still unread on the socket when the
+    /// request was handed over: it was longer than [`PRE_READ_LIMIT`](crate::PRE_READ_LIMIT),
+    /// or it waited behind `Expect: 100-continue`. Reading it is then up to the caller, at the
+    /// client's pace.
+    pub fn body_on_socket(&self) -> bool {
+        self.body_on_socket
+    }
+
+    /// gatehouse patch: makes this request the connection's last. The response says
+    /// `Connection: close`; whatever is left of the body is not read on the thread that drops
+    /// the request: the connection's own thread reads and discards it for a moment (up to
+    /// 1 MiB, about two seconds), so the client can read the response before the connection
+    /// closes. Use it to answer a request without reading its body.
+    pub fn end_connection(&mut self) {
+        self.connection_close = true;
+        self.drain_on_drop.store(false, Ordering::Relaxed);
+        if let Some(end) = &self.connection_end {
+            end.store(true, Ordering::Relaxed);
+        }
     }
 }
 

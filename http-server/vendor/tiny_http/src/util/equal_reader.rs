@@ -1,6 +1,8 @@
 use std::io::Read;
 use std::io::Result as IoResult;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
@@ -15,19 +17,26 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // gatehouse patch: cleared when the request ends its connection instead of draining.
+    drain_on_drop: Arc<AtomicBool>,
 }
 
 impl<R> EqualReader<R>
 where
     R: Read,
 {
-    pub fn new(reader: R, size: usize) -> (EqualReader<R>, Receiver<IoResult<()>>) {
+    pub fn new(
+        reader: R,
+        size: usize,
+        drain_on_drop: Arc<AtomicBool>,
+    ) -> (EqualReader<R>, Receiver<IoResult<()>>) {
         let (tx, rx) = channel();
 
         let r = EqualReader {
             reader,
             size,
             last_read_signal: tx,
+            drain_on_drop,
         };
 
         (r, rx)
@@ -70,6 +79,10 @@ where
         // `MAX_DRAIN` bytes; past that the connection is left to fail on its next request
         // line and be closed. See tiny-http/tiny-http#290.
         // Also within about a second: a client trickling the rest would hold the thread.
+        // gatehouse patch: a request that ended its connection is not drained here at all.
+        if !self.drain_on_drop.load(Ordering::Relaxed) {
+            return;
+        }
         const MAX_DRAIN: usize = 1024 * 1024;
         let budget = std::time::Instant::now() + std::time::Duration::from_secs(1);
         let mut remaining_to_read = self.size.min(MAX_DRAIN);
@@ -106,7 +119,11 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let (mut equal_reader, _) = EqualReader::new(
+                org_reader.by_ref(),
+                5,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            );
 
             let mut string = String::new();
             equal_reader.read_to_string(&mut string).unwrap();
@@ -125,7 +142,11 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let (mut equal_reader, _) = EqualReader::new(
+                org_reader.by_ref(),
+                5,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            );
 
             let mut vec = [0];
             equal_reader.read_exact(&mut vec).unwrap();

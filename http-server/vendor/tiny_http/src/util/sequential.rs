@@ -65,6 +65,13 @@ impl<R: Read + Send> SequentialReaderBuilder<R> {
 }
 
 impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// gatehouse patch: the writer itself, once every response written through it is done.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, W> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn new(writer: W) -> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
             writer: Arc::new(Mutex::new(writer)),
@@ -107,6 +114,18 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
             writer: self.writer.clone(),
             on_finish: tx,
         })
+    }
+}
+
+impl<R: Read + Send> SequentialReader<R> {
+    /// gatehouse patch: blocks until the readers before this one are done (dropped), without
+    /// reading anything.
+    pub fn wait_turn(&mut self) {
+        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
+            if let Ok(reader) = recv.recv() {
+                self.inner = SequentialReaderInner::MyTurn(reader);
+            }
+        }
     }
 }
 
