@@ -5,6 +5,10 @@ profile=release
 bin=target/release
 tcp_port=${GATEHOUSE_TCP_PORT:-7070}
 http_port=${GATEHOUSE_HTTP_PORT:-8080}
+admin_port=${GATEHOUSE_ADMIN_PORT:-9080}
+# Extra arguments for `tcp-server serve` (scripts/bench raises the overall registration limit).
+read -r -a tcp_args <<<"${GATEHOUSE_TCP_ARGS:-}"
+
 url=http://127.0.0.1:$http_port
 pids=()
 pg_started=false
@@ -37,16 +41,17 @@ stack_database() {
 stack_start() {
     local logs=$1
     mkdir -p "$logs"
-    for port in "$tcp_port" "$http_port"; do
+    for port in "$tcp_port" "$http_port" "$admin_port"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            die "port $port is in use (set GATEHOUSE_TCP_PORT / GATEHOUSE_HTTP_PORT)"
+            die "port $port is in use (set GATEHOUSE_TCP_PORT / GATEHOUSE_HTTP_PORT / GATEHOUSE_ADMIN_PORT)"
         fi
     done
-    "$bin/tcp-server" serve --migrate --dev --listen "127.0.0.1:$tcp_port" 2>"$logs/tcp-server.log" &
+    "$bin/tcp-server" serve --migrate --dev --listen "127.0.0.1:$tcp_port" \
+        ${tcp_args[@]+"${tcp_args[@]}"} 2>"$logs/tcp-server.log" &
     tcp_pid=$!
     pids+=("$tcp_pid")
-    "$bin/http-server" --listen "127.0.0.1:$http_port" --backend "127.0.0.1:$tcp_port" \
-        2>"$logs/http-server.log" &
+    "$bin/http-server" --listen "127.0.0.1:$http_port" --admin-listen "127.0.0.1:$admin_port" \
+        --backend "127.0.0.1:$tcp_port" 2>"$logs/http-server.log" &
     http_pid=$!
     pids+=("$http_pid")
     for _ in $(seq 1 150); do
@@ -56,7 +61,8 @@ stack_start() {
         sleep 0.2
     done
     stack_ready || die "the servers did not become ready (logs in $logs)"
-    say "serving: $url (tcp-server pid $tcp_pid, http-server pid $http_pid; logs in $logs)"
+    say "serving: $url (metrics: http://127.0.0.1:$admin_port/metrics; tcp-server pid $tcp_pid," \
+        "http-server pid $http_pid; logs in $logs)"
 }
 
 # Whether http-server answers 200 on /readyz (bash's /dev/tcp: no HTTP client needed).

@@ -3,8 +3,10 @@
 //! buffer. Nothing is allocated per request once the buffers have grown.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +44,8 @@ const MAX_RESPONSE: usize = 1024 * 1024;
 pub struct Connection {
     address: SocketAddr,
     timeout: Duration,
+    /// The local address to connect from (the system's choice when `None`).
+    source: Option<IpAddr>,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
 }
@@ -52,17 +56,24 @@ impl Connection {
         Connection {
             address,
             timeout,
+            source: None,
             stream: None,
             buf: Vec::with_capacity(4096),
         }
+    }
+
+    /// Connects from `source` from now on: the open socket (if any) is closed, and the next
+    /// request opens one from there.
+    pub fn move_to(&mut self, source: IpAddr) {
+        self.source = Some(source);
+        self.stream = None;
     }
 
     /// Opens the socket now if it is not open; true when it was just opened.
     pub fn connect(&mut self) -> Result<bool, Failure> {
         let opened = self.stream.is_none();
         if opened {
-            let stream = TcpStream::connect_timeout(&self.address, self.timeout)
-                .map_err(|_| Failure::Connect)?;
+            let stream = self.open().map_err(|_| Failure::Connect)?;
             stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
             stream
                 .set_read_timeout(Some(self.timeout))
@@ -73,6 +84,16 @@ impl Connection {
             self.stream = Some(stream);
         }
         Ok(opened)
+    }
+
+    fn open(&self) -> io::Result<TcpStream> {
+        let Some(source) = self.source else {
+            return TcpStream::connect_timeout(&self.address, self.timeout);
+        };
+        let socket = Socket::new(Domain::for_address(self.address), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        socket.connect_timeout(&self.address.into(), self.timeout)?;
+        Ok(socket.into())
     }
 
     /// Sends one whole request and reads its response. After a failure the connection is

@@ -20,7 +20,8 @@ mod stats;
 pub use stats::{Latency, Report, SecondReport};
 
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -58,6 +59,42 @@ pub struct Config {
     pub timeout: Duration,
     /// Print a line each second to stderr.
     pub live: bool,
+    /// Many clients: each connection opens from its own loopback address, and moves to a
+    /// fresh one after this many requests (see [`Sources`]).
+    pub spread_sources: Option<u64>,
+}
+
+/// Source addresses in 127.0.0.0/8 for connections that should look like many clients (the
+/// service limits some requests per client address): every call gives one not given before in
+/// this run, starting at a random point so that runs close together do not share them.
+pub struct Sources {
+    next: AtomicU32,
+}
+
+impl Sources {
+    /// Addresses `127.a.b.c` with `a` in 1..=254 and `c` in 1..=254: about 16.5 million.
+    const COUNT: u32 = 254 * 256 * 254;
+
+    /// A fresh sequence.
+    pub fn new() -> Sources {
+        Sources {
+            next: AtomicU32::new(fastrand::u32(..Self::COUNT)),
+        }
+    }
+
+    /// The next address.
+    pub fn take(&self) -> IpAddr {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) % Self::COUNT;
+        let (c, rest) = (n % 254, n / 254);
+        let (b, a) = (rest % 256, rest / 256);
+        IpAddr::V4(Ipv4Addr::new(127, 1 + a as u8, b as u8, 1 + c as u8))
+    }
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources::new()
+    }
 }
 
 /// Runs the load and returns the report.
@@ -74,13 +111,21 @@ pub fn run(config: &Config) -> std::io::Result<Report> {
     let ready = Arc::new(Barrier::new(config.connections + 1));
     let start = Arc::new(Mutex::new(None::<Instant>));
     let run_id = fastrand::u32(..);
+    if config.spread_sources.is_some() && !config.address.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "spreading connections over source addresses needs a loopback server",
+        ));
+    }
+    let sources = Arc::new(Sources::new());
     let mut workers = Vec::with_capacity(config.connections);
     for index in 0..config.connections {
-        let (config, samples, ready, start) = (
+        let (config, samples, ready, start, sources) = (
             config.clone(),
             samples.clone(),
             Arc::clone(&ready),
             Arc::clone(&start),
+            Arc::clone(&sources),
         );
         workers.push(
             thread::Builder::new()
@@ -88,7 +133,7 @@ pub fn run(config: &Config) -> std::io::Result<Report> {
                 // Buffers live on the heap; a small stack keeps 1,000 threads light.
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    let mut worker = Worker::new(&config, index, run_id);
+                    let mut worker = Worker::new(&config, index, run_id, sources);
                     let _ = worker.connection.connect();
                     // Sessions are opened before the clock starts, so the steps that use one
                     // are measured alone (a 401 later opens a new one, inside its step).
@@ -220,12 +265,21 @@ struct Worker {
     /// For fresh usernames: unique per run, connection and request.
     name_prefix: String,
     sequence: u64,
+    /// With `Config::spread_sources`: where fresh source addresses come from, and how many
+    /// requests are left from the current one.
+    sources: Option<(Arc<Sources>, u64)>,
+    requests_left: u64,
 }
 
 impl Worker {
-    fn new(config: &Config, index: usize, run_id: u32) -> Worker {
+    fn new(config: &Config, index: usize, run_id: u32, sources: Arc<Sources>) -> Worker {
+        let mut connection = Connection::new(config.address, config.timeout);
+        let spread = config.spread_sources.map(|per| (sources, per.max(1)));
+        if let Some((sources, _)) = &spread {
+            connection.move_to(sources.take());
+        }
         Worker {
-            connection: Connection::new(config.address, config.timeout),
+            connection,
             writer: RequestWriter::new(&config.host),
             mix: config.mix.clone(),
             rng: fastrand::Rng::new(),
@@ -239,6 +293,19 @@ impl Worker {
             request: Vec::with_capacity(512),
             name_prefix: format!("lt{run_id:08x}c{index}n"),
             sequence: 0,
+            requests_left: spread.as_ref().map_or(u64::MAX, |(_, per)| *per),
+            sources: spread,
+        }
+    }
+
+    /// With spread sources: moves to a fresh source address once this one has sent its share.
+    fn count_request(&mut self) {
+        self.requests_left = self.requests_left.saturating_sub(1);
+        if self.requests_left == 0
+            && let Some((sources, per)) = &self.sources
+        {
+            self.connection.move_to(sources.take());
+            self.requests_left = *per;
         }
     }
 
@@ -344,6 +411,7 @@ impl Worker {
             }
             Step::Health => self.writer.health(&mut self.request),
         }
+        self.count_request();
         match self.connection.send(&self.request) {
             Ok(answer) => {
                 if answer.status == 401 && step.needs_session() {

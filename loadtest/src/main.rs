@@ -61,6 +61,11 @@ struct Cli {
     /// No line each second.
     #[arg(long)]
     quiet: bool,
+    /// Look like many clients: each connection opens from its own address in 127.0.0.0/8 and
+    /// moves to a fresh one after this many requests. The service limits registrations (and
+    /// failed logins) per client address; this keeps its limits on while measuring it.
+    #[arg(long, value_name = "REQUESTS", value_parser = clap::value_parser!(u64).range(1..))]
+    spread_sources: Option<u64>,
 }
 
 fn main() {
@@ -150,5 +155,6 @@ fn config(cli: &Cli) -> anyhow::Result<Config> {
         rate: cli.rate,
         timeout: cli.timeout,
         live: !cli.quiet,
+        spread_sources: cli.spread_sources,
     })
 }

@@ -107,6 +107,7 @@ impl Target {
             rate,
             timeout: Duration::from_secs(5),
             live: false,
+            spread_sources: None,
         }
     }
 }
@@ -135,6 +136,32 @@ fn a_closed_loop_run_uses_exactly_the_requested_connections() {
     assert!(report.per_second[0].warmup && !report.per_second[1].warmup);
     assert!(report.latency_ms.p50 <= report.latency_ms.p99);
     assert!(report.latency_ms.p99 <= report.latency_ms.max);
+}
+
+#[test]
+fn spread_sources_look_like_many_clients_each_sending_its_share() {
+    let target = Target::start();
+    let config = Config {
+        spread_sources: Some(5),
+        ..target.config(Step::Register, 4, None)
+    };
+    let report = loadtest::run(&config).unwrap();
+    assert_eq!(report.errors, 0);
+    let peers = target.peers.lock();
+    let addresses: HashSet<_> = peers.iter().map(SocketAddr::ip).collect();
+    let total = target.requests.load(Ordering::Relaxed);
+    // Every connection is its own client address, each sending at most 5 requests.
+    assert_eq!(addresses.len(), peers.len());
+    assert!(
+        addresses.len() as u64 >= total.div_ceil(5),
+        "{} for {total}",
+        addresses.len()
+    );
+    assert!(
+        addresses
+            .iter()
+            .all(|ip| ip.is_loopback() && ip.to_string() != "127.0.0.1")
+    );
 }
 
 #[test]

@@ -65,7 +65,7 @@ pub struct ThrottleConfig {
     pub register_global_burst: u32,
     /// Accounts whose failures are tracked at most. Defaults to 900,000 (about 24 MiB).
     pub max_accounts: usize,
-    /// Device tokens, and client addresses, tracked at most (each). Defaults to 100,000.
+    /// Device tokens, and client addresses, tracked at most (each). Defaults to 200,000.
     pub max_clients: usize,
 }
 
@@ -196,10 +196,12 @@ impl Bucket {
     }
 
     /// Drains the level up to `now`; a bucket that has drained and is not locked starts over
-    /// without strikes.
+    /// without strikes. Time only moves forward: a caller that read the clock before waiting
+    /// for the lock may bring an earlier `now`, which must not let the same interval drain
+    /// twice.
     fn settle(&mut self, now: Ticks, policy: &Policy) {
         self.level = self.level_at(now, policy);
-        self.updated = now;
+        self.updated = self.updated.max(now);
         if self.level == 0.0 && self.locked_until <= now {
             self.strikes = 0;
         }
@@ -931,6 +933,35 @@ mod tests {
         assert!(
             t.admit_registration_at(Some("10.0.0.3"), 3 * SECOND)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_clock_read_before_the_lock_never_drains_an_interval_twice() {
+        // Rate 1/s, burst 1: one registration a second, whatever order the threads bring their
+        // clock readings in.
+        let t = Throttle::new(&ThrottleConfig {
+            register_global_rate: 1,
+            register_global_burst: 1,
+            ..config()
+        });
+        assert!(
+            t.admit_registration_at(Some("10.0.0.1"), 10 * SECOND)
+                .is_ok()
+        );
+        // A late arrival with a reading from before the last settle...
+        assert!(
+            t.admit_registration_at(Some("10.0.0.2"), 5 * SECOND)
+                .is_err()
+        );
+        // ...must not move the bucket's time back: a second after the first, one more.
+        assert!(
+            t.admit_registration_at(Some("10.0.0.3"), 10 * SECOND + 5)
+                .is_err()
+        );
+        assert!(
+            t.admit_registration_at(Some("10.0.0.3"), 11 * SECOND)
+                .is_ok()
         );
     }
 
