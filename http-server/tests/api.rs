@@ -254,7 +254,7 @@ fn login_failures_are_indistinguishable() {
 #[test]
 fn repeated_failed_logins_get_429_with_retry_after() {
     // tcp-server's default: 10 failures from unrecognised clients of one account, then a
-    // lockout of a minute.
+    // lockout of two minutes.
     let stack = Stack::start();
     let front = &stack.front;
     let username = unique_name("guessed");
@@ -269,7 +269,7 @@ fn repeated_failed_logins_get_429_with_retry_after() {
         .expect("a 429 says when to retry")
         .parse()
         .unwrap();
-    assert!((59..=60).contains(&retry_after), "{retry_after}");
+    assert!((119..=120).contains(&retry_after), "{retry_after}");
     // Other usernames from the same client are not affected.
     new_session(front);
 }

@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the protocol until SIGINT or SIGTERM, then finish in-flight requests and exit 0.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate {
         /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse.
@@ -201,7 +201,7 @@ struct ThrottleArgs {
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     login_failure_window: Duration,
     /// The first lockout at a limit; each further one doubles, up to --login-max-lockout.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     login_lockout: Duration,
     /// The longest lockout.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
@@ -250,7 +250,7 @@ fn main() {
     tcp_server::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Migrate { database_url } => db::migrate(&database_url).map(|applied| {
             log::info!("applied {applied} migration(s)");
         }),

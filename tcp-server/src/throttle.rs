@@ -51,7 +51,8 @@ pub struct ThrottleConfig {
     /// `failure_window / limit`. Defaults to 15 minutes.
     pub failure_window: Duration,
     /// The first lockout when a count reaches its limit; each further lockout of the same key
-    /// before its count has drained doubles it. Defaults to 1 minute.
+    /// before its count has drained doubles it. Defaults to 2 minutes (a little more than one
+    /// failure takes to drain at the default limit and window, 90 s).
     pub lockout: Duration,
     /// The longest lockout. Defaults to 1 hour.
     pub max_lockout: Duration,
@@ -76,7 +77,7 @@ impl ThrottleConfig {
         device_failures: 10,
         address_failures: 100,
         failure_window: Duration::from_secs(15 * 60),
-        lockout: Duration::from_secs(60),
+        lockout: Duration::from_secs(120),
         max_lockout: Duration::from_secs(3600),
         register_burst: 20,
         register_interval: Duration::from_secs(10),
@@ -212,22 +213,24 @@ impl Bucket {
         self.in_flight == 0 && self.locked_until <= now && self.level_at(now, policy) == 0.0
     }
 
-    /// Admits one attempt in flight, or says how long until one could be.
+    /// Admits one attempt in flight, or says how long until one could be: until the lockout
+    /// ends and the level has drained enough, whichever comes later.
     fn admit(&mut self, now: Ticks, policy: &Policy) -> Result<(), Ticks> {
         self.settle(now, policy);
-        if self.locked_until > now {
-            return Err(self.locked_until - now);
-        }
-        // A whole attempt must fit under the limit, with those in flight counted; the margin
-        // keeps a level that drained to exactly the room needed from failing on rounding.
+        // A whole attempt must fit under the limit, with those in flight counted.
         let needed = self.level + f32::from(self.in_flight) + 1.0;
-        if needed <= policy.limit + 1e-3 {
+        let fits = fits(needed, policy);
+        if fits && self.locked_until <= now {
             self.in_flight += 1;
             return Ok(());
         }
-        // The same margin keeps rounding from adding a tick to the wait.
-        let excess = needed - policy.limit;
-        Err(((excess / policy.leak_per_tick) - 1e-3).ceil().max(1.0) as Ticks)
+        // The margin keeps rounding from adding a tick to the wait.
+        let drain = if fits {
+            0
+        } else {
+            (((needed - policy.limit) / policy.leak_per_tick) - 1e-3).ceil() as Ticks
+        };
+        Err(drain.max(self.locked_until.saturating_sub(now)).max(1))
     }
 
     /// Settles an attempt admitted earlier; a failure adds one and may lock the bucket.
@@ -238,7 +241,10 @@ impl Bucket {
             return;
         }
         self.level += 1.0;
-        if self.level >= policy.limit && self.locked_until <= now && policy.lockout > 0 {
+        // Full: no further attempt fits. (Failures spread over time leave a level just under
+        // the limit, so "full" is judged the way admission is.)
+        let full = !fits(self.level + 1.0, policy);
+        if full && self.locked_until <= now && policy.lockout > 0 {
             let lockout = policy
                 .lockout
                 .checked_shl(u32::from(self.strikes))
@@ -248,6 +254,12 @@ impl Bucket {
             self.strikes = self.strikes.saturating_add(1);
         }
     }
+}
+
+/// Whether a level of `needed` is within the policy's limit; the margin keeps a level that
+/// drained to exactly the room needed from failing on rounding.
+fn fits(needed: f32, policy: &Policy) -> bool {
+    needed <= policy.limit + 1e-3
 }
 
 /// The limit and drain rate of a table's buckets.
@@ -679,6 +691,18 @@ mod tests {
             .begin_login_at("alice", Some("10.0.0.1"), None, 3 * MINUTE)
             .unwrap_err();
         assert_eq!(refusal.retry_after, Duration::from_secs(240));
+    }
+
+    #[test]
+    fn failures_spread_over_time_lock_the_account_all_the_same() {
+        // Each failure comes a second after the last, so the level never quite reaches 3; the
+        // third still leaves no room for a fourth, and that is what locks.
+        let t = Throttle::new(&config());
+        for second in 0..3 {
+            assert!(fail(&t, "alice", "10.0.0.1", None, second * SECOND));
+        }
+        let refusal = t.begin_login_at("alice", Some("10.0.0.1"), None, 2 * SECOND).unwrap_err();
+        assert_eq!(refusal.retry_after, Duration::from_secs(60), "the lockout, not the drain");
     }
 
     #[test]
