@@ -2,8 +2,6 @@
 
 use thiserror::Error;
 
-use crate::message::ErrorCode;
-
 /// A frame that cannot be decoded. The connection that sent it is out of step and should get an
 /// error reply (see [`DecodeError::reply_code`]) and be closed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -23,14 +21,6 @@ impl DecodeError {
     /// reply can carry it.
     pub fn request_id(&self) -> Option<u32> {
         self.request_id
-    }
-
-    /// The error code a server answers with before closing the connection.
-    pub fn reply_code(&self) -> ErrorCode {
-        match self.kind {
-            DecodeErrorKind::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
-            _ => ErrorCode::Malformed,
-        }
     }
 }
 
@@ -70,14 +60,6 @@ pub enum DecodeErrorKind {
         /// The declared length.
         len: usize,
     },
-    /// A list longer than [`crate::MAX_LIST_LEN`].
-    #[error("field `{field}` declares {len} items, more than the list limit")]
-    ListTooLong {
-        /// The field being read.
-        field: &'static str,
-        /// The declared count.
-        len: usize,
-    },
     /// A string that is not valid UTF-8.
     #[error("field `{field}` is not valid UTF-8")]
     InvalidUtf8 {
@@ -110,14 +92,6 @@ pub enum EncodeError {
         /// The field.
         field: &'static str,
         /// Its length in bytes.
-        len: usize,
-    },
-    /// A list longer than [`crate::MAX_LIST_LEN`] items.
-    #[error("field `{field}` has {len} items, more than the list limit")]
-    ListTooLong {
-        /// The field.
-        field: &'static str,
-        /// Its item count.
         len: usize,
     },
     /// A blob whose length does not fit the u32 length prefix.

@@ -8,8 +8,11 @@
 //! # Layout
 //! - `frame`: the header and the sans-IO codec, [`encode`] and [`decode`]. They work on byte
 //!   slices and vectors only; "need more bytes" (`Ok(None)`) is distinct from "invalid" (`Err`).
-//! - `message`: the [`Request`] and [`Response`] enums and how each body is laid out.
-//! - `wire`: the field encodings (integers, strings, blobs, options, lists).
+//! - `message`: one module per operation (`message/login.rs`: the request type, its kind, its
+//!   name, the layout of the request and of its answer), the thin [`Request`] and [`Response`]
+//!   enums over them (made from the list of those files, see `build.rs` and
+//!   [`for_each_operation!`]), and the shared types ([`Profile`], [`Secret`], [`ErrorCode`]).
+//! - `wire`: the field encodings (integers, strings, blobs, options).
 //! - `error`: [`DecodeError`] and [`EncodeError`].
 //! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, and
 //!   [`Deadline`], a TCP stream with one deadline for a whole exchange: the only code here that
@@ -17,20 +20,20 @@
 //!
 //! # Example
 //! ```
-//! use proto::{Frame, Request, Response, decode, encode};
+//! use proto::{Frame, Ping, Request, Response, decode, encode};
 //!
 //! let mut buf = Vec::new();
-//! encode(7, &Request::Ping, &mut buf).unwrap();
+//! encode(7, &Request::Ping(Ping), &mut buf).unwrap();
 //! assert_eq!(decode::<Request>(&buf[..5]).unwrap(), None); // need more bytes
 //! let (frame, used) = decode::<Request>(&buf).unwrap().unwrap();
-//! assert_eq!((frame, used), (Frame { request_id: 7, message: Request::Ping }, buf.len()));
+//! assert_eq!((frame, used), (Frame { request_id: 7, message: Request::Ping(Ping) }, buf.len()));
 //! assert!(decode::<Response>(&buf).is_err()); // a request is not a response
 //! ```
 
 mod error;
 mod frame;
 mod io;
-mod message;
+pub mod message;
 mod wire;
 
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
@@ -39,8 +42,7 @@ pub use frame::{
     encode,
 };
 pub use io::{Deadline, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
-pub use message::{
-    ErrorCode, ErrorReply, ImageFormat, Picture, Profile, Request, Response, Sample, SampleKind,
-    Secret, Session, is_picture_key, kind,
-};
-pub use wire::{MAX_LIST_LEN, MAX_STRING_LEN};
+pub use message::get_picture::Picture;
+pub use message::login::Session;
+pub use message::*;
+pub use wire::MAX_STRING_LEN;

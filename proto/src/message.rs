@@ -1,58 +1,175 @@
-//! Every message of the protocol, and how each body is laid out (see `PROTOCOL.md`).
+//! Every message of the protocol (see `PROTOCOL.md`): one module per operation under
+//! `message/` (for example `message/login.rs`), which owns the request type, its kind number,
+//! its name and the layout of its request and answer; the two thin enums [`Request`] and
+//! [`Response`] over them; and what the operations share: [`Secret`], [`Profile`],
+//! [`ImageFormat`], [`ErrorCode`] and [`ErrorReply`].
 //!
 //! Requests flow from http-server to tcp-server, responses back. Each request kind has exactly
-//! one success response kind; any request may instead get [`Response::Error`].
+//! one success response, [`Operation::Reply`], whose kind is the request's with the high bit
+//! set; any request may instead get [`Response::Error`].
 
 use std::fmt;
 
-use crate::error::{DecodeErrorKind, EncodeError};
+use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
 use crate::wire::{self, Reader};
 
-/// Message kinds as they appear in the frame header. Requests are below 0x80, responses above.
-pub mod kind {
-    /// [`crate::Request::Ping`].
-    pub const PING: u8 = 0x01;
-    /// [`crate::Request::Register`].
-    pub const REGISTER: u8 = 0x02;
-    /// [`crate::Request::Login`].
-    pub const LOGIN: u8 = 0x03;
-    /// [`crate::Request::Logout`].
-    pub const LOGOUT: u8 = 0x04;
-    /// [`crate::Request::GetProfile`].
-    pub const GET_PROFILE: u8 = 0x05;
-    /// [`crate::Request::UpdateNickname`].
-    pub const UPDATE_NICKNAME: u8 = 0x06;
-    /// [`crate::Request::SetPicture`].
-    pub const SET_PICTURE: u8 = 0x07;
-    /// [`crate::Request::GetPicture`].
-    pub const GET_PICTURE: u8 = 0x08;
-    /// [`crate::Request::Stats`].
-    pub const STATS: u8 = 0x09;
+// The operations: `pub mod <operation>;` for each file of `message/`, and `for_each_operation!`
+// (written by build.rs).
+include!(concat!(env!("OUT_DIR"), "/operations.rs"));
 
-    /// [`crate::Response::Pong`].
-    pub const PONG: u8 = 0x81;
-    /// [`crate::Response::Registered`].
-    pub const REGISTERED: u8 = 0x82;
-    /// [`crate::Response::LoggedIn`].
-    pub const LOGGED_IN: u8 = 0x83;
-    /// [`crate::Response::LoggedOut`].
-    pub const LOGGED_OUT: u8 = 0x84;
-    /// [`crate::Response::Profile`].
-    pub const PROFILE: u8 = 0x85;
-    /// [`crate::Response::NicknameUpdated`].
-    pub const NICKNAME_UPDATED: u8 = 0x86;
-    /// [`crate::Response::PictureSet`].
-    pub const PICTURE_SET: u8 = 0x87;
-    /// [`crate::Response::Picture`].
-    pub const PICTURE: u8 = 0x88;
-    /// [`crate::Response::Stats`].
-    pub const STATS_REPLY: u8 = 0x89;
-    /// [`crate::Response::Error`].
-    pub const ERROR: u8 = 0xFF;
+/// How a message body is laid out: written with the `wire` encoders, read with a [`Reader`].
+pub trait Body: Sized {
+    /// Appends the body to `out`; on an error `out` may hold part of it (the frame encoder
+    /// rolls back).
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// Reads the body; the caller checks that nothing is left over.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind>;
 }
 
-/// A password or session token. Its `Debug` output is redacted so that logging a message can
-/// never leak one.
+/// One operation of the protocol: a request type with its kind number, its name, and the type
+/// of its successful answer.
+pub trait Operation: Body {
+    /// The request's kind byte, below `0x80`; the answer's is `KIND | 0x80`.
+    const KIND: u8;
+    /// A short lowercase name, for logs and metrics labels.
+    const NAME: &'static str;
+    /// The successful answer.
+    type Reply: Body;
+}
+
+/// The kind byte of [`Response::Error`].
+pub const ERROR_KIND: u8 = 0xFF;
+
+macro_rules! messages {
+    ($($module:ident $name:ident),* $(,)?) => {
+        pub use self::{$($module::$name),*};
+
+        /// A request from http-server to tcp-server: one variant per operation.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $(
+                #[doc = concat!("See [`", stringify!($name), "`].")]
+                $name($module::$name),
+            )*
+        }
+
+        /// A response from tcp-server to http-server: the answer to each operation, or an
+        /// error.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Response {
+            $(
+                #[doc = concat!("The answer to [`Request::", stringify!($name), "`].")]
+                $name(<$module::$name as Operation>::Reply),
+            )*
+            /// The request failed; the answer to any request.
+            Error(ErrorReply),
+        }
+
+        // Two operations with one kind number would make frames ambiguous.
+        const _: () = {
+            let kinds = [$(<$module::$name as Operation>::KIND),*];
+            let mut i = 0;
+            while i < kinds.len() {
+                assert!(kinds[i] < 0x80, "a request kind is below 0x80");
+                let mut j = i + 1;
+                while j < kinds.len() {
+                    assert!(kinds[i] != kinds[j], "two operations share a kind number");
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
+
+        impl Request {
+            /// The kind byte for the frame header.
+            pub fn kind(&self) -> u8 {
+                match self {
+                    $(Request::$name(_) => <$module::$name as Operation>::KIND,)*
+                }
+            }
+
+            /// The operation's name, for logs and metrics labels.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Request::$name(_) => <$module::$name as Operation>::NAME,)*
+                }
+            }
+
+            /// Every operation's name, in kind order: what a metrics label can be.
+            pub fn names() -> Vec<&'static str> {
+                let mut kinds = vec![$((
+                    <$module::$name as Operation>::KIND,
+                    <$module::$name as Operation>::NAME,
+                )),*];
+                kinds.sort_unstable();
+                kinds.into_iter().map(|(_, name)| name).collect()
+            }
+
+            pub(crate) fn accepts_kind(kind: u8) -> bool {
+                false $(|| kind == <$module::$name as Operation>::KIND)*
+            }
+
+            pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                match self {
+                    $(Request::$name(message) => message.encode(out),)*
+                }
+            }
+
+            pub(crate) fn decode_body(
+                kind: u8,
+                r: &mut Reader<'_>,
+            ) -> Result<Self, DecodeErrorKind> {
+                $(
+                    if kind == <$module::$name as Operation>::KIND {
+                        return Ok(Request::$name(Body::decode(r)?));
+                    }
+                )*
+                Err(DecodeErrorKind::UnknownKind(kind))
+            }
+        }
+
+        impl Response {
+            /// The kind byte for the frame header.
+            pub fn kind(&self) -> u8 {
+                match self {
+                    $(Response::$name(_) => <$module::$name as Operation>::KIND | 0x80,)*
+                    Response::Error(_) => ERROR_KIND,
+                }
+            }
+
+            pub(crate) fn accepts_kind(kind: u8) -> bool {
+                kind == ERROR_KIND || (kind & 0x80 != 0 && Request::accepts_kind(kind & 0x7F))
+            }
+
+            pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                match self {
+                    $(Response::$name(reply) => reply.encode(out),)*
+                    Response::Error(error) => error.encode(out),
+                }
+            }
+
+            pub(crate) fn decode_body(
+                kind: u8,
+                r: &mut Reader<'_>,
+            ) -> Result<Self, DecodeErrorKind> {
+                if kind == ERROR_KIND {
+                    return Ok(Response::Error(ErrorReply::decode(r)?));
+                }
+                $(
+                    if kind == <$module::$name as Operation>::KIND | 0x80 {
+                        return Ok(Response::$name(Body::decode(r)?));
+                    }
+                )*
+                Err(DecodeErrorKind::UnknownKind(kind))
+            }
+        }
+    };
+}
+
+for_each_operation!(messages);
+
+/// A password or token. Its `Debug` output is redacted so that logging a message can never
+/// leak one.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
@@ -86,97 +203,7 @@ impl From<&str> for Secret {
     }
 }
 
-/// A request from http-server to tcp-server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Request {
-    /// Liveness check; answered with [`Response::Pong`].
-    Ping,
-    /// Create an account; answered with [`Response::Registered`].
-    Register {
-        /// Requested username.
-        username: String,
-        /// Plain-text password (hashed by tcp-server).
-        password: Secret,
-        /// Display name; the username when absent.
-        nickname: Option<String>,
-        /// Who is registering, as http-server saw them (an IP address as text): registrations
-        /// are limited per client; absent, the client counts as unknown.
-        client: Option<String>,
-    },
-    /// Check a password and open a session; answered with [`Response::LoggedIn`].
-    Login {
-        /// The account's username.
-        username: String,
-        /// Plain-text password.
-        password: Secret,
-        /// Who is logging in, as http-server saw it (the peer's IP address as text). Failed
-        /// logins are throttled per client address over all usernames; absent, the client
-        /// counts as unknown.
-        client: Option<String>,
-        /// The device token the client was given at an earlier login to this username, if it
-        /// sent one: such a client is judged on its own failures, so a flood of guesses at the
-        /// account does not lock its owner out.
-        device: Option<Secret>,
-    },
-    /// Revoke the session; answered with [`Response::LoggedOut`].
-    Logout {
-        /// The session token.
-        token: Secret,
-    },
-    /// Read the caller's profile; answered with [`Response::Profile`].
-    GetProfile {
-        /// The session token.
-        token: Secret,
-    },
-    /// Change the display name; answered with [`Response::NicknameUpdated`].
-    UpdateNickname {
-        /// The session token.
-        token: Secret,
-        /// The new display name.
-        nickname: String,
-    },
-    /// Replace the profile picture; answered with [`Response::PictureSet`].
-    SetPicture {
-        /// The session token.
-        token: Secret,
-        /// The image file as uploaded; tcp-server recognises its format by content.
-        image: Vec<u8>,
-    },
-    /// Fetch a picture by the key found in a profile; answered with [`Response::Picture`].
-    GetPicture {
-        /// The picture key.
-        key: String,
-    },
-    /// Read the server's counters; answered with [`Response::Stats`].
-    Stats,
-}
-
-/// A response from tcp-server to http-server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Response {
-    /// Answer to [`Request::Ping`].
-    Pong,
-    /// Answer to [`Request::Register`]: the new account.
-    Registered(Profile),
-    /// Answer to [`Request::Login`].
-    LoggedIn(Session),
-    /// Answer to [`Request::Logout`].
-    LoggedOut,
-    /// Answer to [`Request::GetProfile`].
-    Profile(Profile),
-    /// Answer to [`Request::UpdateNickname`]: the profile as it is now.
-    NicknameUpdated(Profile),
-    /// Answer to [`Request::SetPicture`]: the profile with its new picture key.
-    PictureSet(Profile),
-    /// Answer to [`Request::GetPicture`].
-    Picture(Picture),
-    /// Answer to [`Request::Stats`].
-    Stats(Vec<Sample>),
-    /// The request failed; answer to any request.
-    Error(ErrorReply),
-}
-
-/// A user's public profile.
+/// A user's public profile: the answer to several operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     /// The account id.
@@ -185,21 +212,26 @@ pub struct Profile {
     pub username: String,
     /// The display name.
     pub nickname: String,
-    /// The key of the current picture, for [`Request::GetPicture`].
+    /// The key of the current picture, for [`GetPicture`].
     pub picture: Option<String>,
 }
 
-/// A session opened by [`Request::Login`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// The bearer token.
-    pub token: Secret,
-    /// When the token stops being accepted, in seconds since the Unix epoch.
-    pub expires_at: i64,
-    /// The account logged in to.
-    pub profile: Profile,
-    /// A fresh device token for this username, for the client to send at its next login.
-    pub device_token: Secret,
+impl Body for Profile {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        wire::put_i64(out, self.id);
+        wire::put_str(out, "username", &self.username)?;
+        wire::put_str(out, "nickname", &self.nickname)?;
+        wire::put_opt_str(out, "picture", self.picture.as_deref())
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind> {
+        Ok(Profile {
+            id: r.i64("id")?,
+            username: r.string("username")?,
+            nickname: r.string("nickname")?,
+            picture: r.opt_string("picture")?,
+        })
+    }
 }
 
 /// The image formats a picture can have.
@@ -234,7 +266,8 @@ impl ImageFormat {
         }
     }
 
-    fn from_tag(tag: u8) -> Option<Self> {
+    /// The format of a tag, if it is one.
+    pub fn from_tag(tag: u8) -> Option<Self> {
         ImageFormat::ALL.into_iter().find(|f| *f as u8 == tag)
     }
 }
@@ -250,53 +283,6 @@ pub fn is_picture_key(key: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_digit())
         && hash.len() == 16
         && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// A stored picture.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Picture {
-    /// Its format.
-    pub format: ImageFormat,
-    /// The encoded image.
-    pub data: Vec<u8>,
-}
-
-/// How a [`Sample`] is to be read, following Prometheus' metric types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SampleKind {
-    /// Only ever goes up (until the process restarts).
-    Counter = 1,
-    /// Goes up and down.
-    Gauge = 2,
-    /// One series of a histogram family: `<name>_bucket` (with an `le` label), `<name>_sum` or
-    /// `<name>_count`.
-    Histogram = 3,
-}
-
-impl SampleKind {
-    /// Every kind, in tag order.
-    pub const ALL: [SampleKind; 3] = [
-        SampleKind::Counter,
-        SampleKind::Gauge,
-        SampleKind::Histogram,
-    ];
-
-    fn from_tag(tag: u8) -> Option<Self> {
-        SampleKind::ALL.into_iter().find(|k| *k as u8 == tag)
-    }
-}
-
-/// One value of the server's stats, ready to export as a metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Metric name, for example `gatehouse_requests_total`.
-    pub name: String,
-    /// Label pairs, for example `("kind", "login")`.
-    pub labels: Vec<(String, String)>,
-    /// How to read the value.
-    pub kind: SampleKind,
-    /// The value.
-    pub value: f64,
 }
 
 /// What went wrong with a request, in a form the HTTP tier maps to a status code.
@@ -331,7 +317,7 @@ pub enum ErrorCode {
     UnsupportedMediaType = 107,
     /// No such picture.
     NotFound = 108,
-    /// Too many failed logins for this account; retry after `retry_after_ms`.
+    /// Too many attempts (failed logins, registrations); retry after `retry_after_ms`.
     TooManyRequests = 109,
 }
 
@@ -361,6 +347,17 @@ impl ErrorCode {
     }
 }
 
+// Here, beside `ErrorCode`, so that `error` does not depend on `message`.
+impl DecodeError {
+    /// The error code a server answers with before closing the connection.
+    pub fn reply_code(&self) -> ErrorCode {
+        match self.kind() {
+            DecodeErrorKind::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}
+
 /// The body of [`Response::Error`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReply {
@@ -384,258 +381,34 @@ impl ErrorReply {
     }
 }
 
-impl Request {
-    /// The kind byte for the frame header.
-    pub fn kind(&self) -> u8 {
-        match self {
-            Request::Ping => kind::PING,
-            Request::Register { .. } => kind::REGISTER,
-            Request::Login { .. } => kind::LOGIN,
-            Request::Logout { .. } => kind::LOGOUT,
-            Request::GetProfile { .. } => kind::GET_PROFILE,
-            Request::UpdateNickname { .. } => kind::UPDATE_NICKNAME,
-            Request::SetPicture { .. } => kind::SET_PICTURE,
-            Request::GetPicture { .. } => kind::GET_PICTURE,
-            Request::Stats => kind::STATS,
-        }
+impl Body for ErrorReply {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        wire::put_u16(out, self.code as u16);
+        wire::put_u32(out, self.retry_after_ms);
+        wire::put_str(out, "message", &self.message)
     }
 
-    /// A short lowercase name for logs and metrics labels.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Request::Ping => "ping",
-            Request::Register { .. } => "register",
-            Request::Login { .. } => "login",
-            Request::Logout { .. } => "logout",
-            Request::GetProfile { .. } => "get_profile",
-            Request::UpdateNickname { .. } => "update_nickname",
-            Request::SetPicture { .. } => "set_picture",
-            Request::GetPicture { .. } => "get_picture",
-            Request::Stats => "stats",
-        }
-    }
-
-    pub(crate) fn accepts_kind(kind: u8) -> bool {
-        (kind::PING..=kind::STATS).contains(&kind)
-    }
-
-    pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        match self {
-            Request::Ping | Request::Stats => Ok(()),
-            Request::Register {
-                username,
-                password,
-                nickname,
-                client,
-            } => {
-                wire::put_str(out, "username", username)?;
-                wire::put_str(out, "password", password.expose())?;
-                wire::put_opt_str(out, "nickname", nickname.as_deref())?;
-                wire::put_opt_str(out, "client", client.as_deref())
-            }
-            Request::Login {
-                username,
-                password,
-                client,
-                device,
-            } => {
-                wire::put_str(out, "username", username)?;
-                wire::put_str(out, "password", password.expose())?;
-                wire::put_opt_str(out, "client", client.as_deref())?;
-                wire::put_opt_str(out, "device", device.as_ref().map(Secret::expose))
-            }
-            Request::Logout { token } | Request::GetProfile { token } => {
-                wire::put_str(out, "token", token.expose())
-            }
-            Request::UpdateNickname { token, nickname } => {
-                wire::put_str(out, "token", token.expose())?;
-                wire::put_str(out, "nickname", nickname)
-            }
-            Request::SetPicture { token, image } => {
-                wire::put_str(out, "token", token.expose())?;
-                wire::put_blob(out, "image", image)
-            }
-            Request::GetPicture { key } => wire::put_str(out, "key", key),
-        }
-    }
-
-    pub(crate) fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind> {
-        Ok(match kind {
-            kind::PING => Request::Ping,
-            kind::REGISTER => Request::Register {
-                username: r.string("username")?,
-                password: Secret(r.string("password")?),
-                nickname: r.opt_string("nickname")?,
-                client: r.opt_string("client")?,
-            },
-            kind::LOGIN => Request::Login {
-                username: r.string("username")?,
-                password: Secret(r.string("password")?),
-                client: r.opt_string("client")?,
-                device: r.opt_string("device")?.map(Secret),
-            },
-            kind::LOGOUT => Request::Logout {
-                token: Secret(r.string("token")?),
-            },
-            kind::GET_PROFILE => Request::GetProfile {
-                token: Secret(r.string("token")?),
-            },
-            kind::UPDATE_NICKNAME => Request::UpdateNickname {
-                token: Secret(r.string("token")?),
-                nickname: r.string("nickname")?,
-            },
-            kind::SET_PICTURE => Request::SetPicture {
-                token: Secret(r.string("token")?),
-                image: r.blob("image")?,
-            },
-            kind::GET_PICTURE => Request::GetPicture {
-                key: r.string("key")?,
-            },
-            kind::STATS => Request::Stats,
-            other => return Err(DecodeErrorKind::UnknownKind(other)),
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind> {
+        let tag = r.u16("code")?;
+        let code = ErrorCode::from_u16(tag).ok_or(DecodeErrorKind::InvalidTag {
+            field: "code",
+            value: tag,
+        })?;
+        Ok(ErrorReply {
+            code,
+            retry_after_ms: r.u32("retry_after_ms")?,
+            message: r.string("message")?,
         })
     }
 }
 
-impl Response {
-    /// The kind byte for the frame header.
-    pub fn kind(&self) -> u8 {
-        match self {
-            Response::Pong => kind::PONG,
-            Response::Registered(_) => kind::REGISTERED,
-            Response::LoggedIn(_) => kind::LOGGED_IN,
-            Response::LoggedOut => kind::LOGGED_OUT,
-            Response::Profile(_) => kind::PROFILE,
-            Response::NicknameUpdated(_) => kind::NICKNAME_UPDATED,
-            Response::PictureSet(_) => kind::PICTURE_SET,
-            Response::Picture(_) => kind::PICTURE,
-            Response::Stats(_) => kind::STATS_REPLY,
-            Response::Error(_) => kind::ERROR,
-        }
+/// The body of an answer that carries nothing but its kind.
+impl Body for () {
+    fn encode(&self, _out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        Ok(())
     }
 
-    pub(crate) fn accepts_kind(kind: u8) -> bool {
-        (kind::PONG..=kind::STATS_REPLY).contains(&kind) || kind == kind::ERROR
+    fn decode(_r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind> {
+        Ok(())
     }
-
-    pub(crate) fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        match self {
-            Response::Pong | Response::LoggedOut => Ok(()),
-            Response::Registered(profile)
-            | Response::Profile(profile)
-            | Response::NicknameUpdated(profile)
-            | Response::PictureSet(profile) => put_profile(out, profile),
-            Response::LoggedIn(session) => {
-                wire::put_str(out, "token", session.token.expose())?;
-                wire::put_i64(out, session.expires_at);
-                put_profile(out, &session.profile)?;
-                wire::put_str(out, "device_token", session.device_token.expose())
-            }
-            Response::Picture(picture) => {
-                wire::put_u8(out, picture.format as u8);
-                wire::put_blob(out, "data", &picture.data)
-            }
-            Response::Stats(samples) => {
-                wire::put_list_len(out, "samples", samples.len())?;
-                for sample in samples {
-                    wire::put_str(out, "name", &sample.name)?;
-                    wire::put_list_len(out, "labels", sample.labels.len())?;
-                    for (key, value) in &sample.labels {
-                        wire::put_str(out, "label_name", key)?;
-                        wire::put_str(out, "label_value", value)?;
-                    }
-                    wire::put_u8(out, sample.kind as u8);
-                    wire::put_f64(out, sample.value);
-                }
-                Ok(())
-            }
-            Response::Error(error) => {
-                wire::put_u16(out, error.code as u16);
-                wire::put_u32(out, error.retry_after_ms);
-                wire::put_str(out, "message", &error.message)
-            }
-        }
-    }
-
-    pub(crate) fn decode_body(kind: u8, r: &mut Reader<'_>) -> Result<Self, DecodeErrorKind> {
-        Ok(match kind {
-            kind::PONG => Response::Pong,
-            kind::REGISTERED => Response::Registered(read_profile(r)?),
-            kind::LOGGED_IN => Response::LoggedIn(Session {
-                token: Secret(r.string("token")?),
-                expires_at: r.i64("expires_at")?,
-                profile: read_profile(r)?,
-                device_token: Secret(r.string("device_token")?),
-            }),
-            kind::LOGGED_OUT => Response::LoggedOut,
-            kind::PROFILE => Response::Profile(read_profile(r)?),
-            kind::NICKNAME_UPDATED => Response::NicknameUpdated(read_profile(r)?),
-            kind::PICTURE_SET => Response::PictureSet(read_profile(r)?),
-            kind::PICTURE => {
-                let tag = r.u8("format")?;
-                let format = ImageFormat::from_tag(tag).ok_or(DecodeErrorKind::InvalidTag {
-                    field: "format",
-                    value: u16::from(tag),
-                })?;
-                Response::Picture(Picture {
-                    format,
-                    data: r.blob("data")?,
-                })
-            }
-            kind::STATS_REPLY => {
-                let count = r.list_len("samples")?;
-                // No capacity hint from the wire: the count is untrusted until the items parse.
-                let mut samples = Vec::new();
-                for _ in 0..count {
-                    let name = r.string("name")?;
-                    let label_count = r.list_len("labels")?;
-                    let mut labels = Vec::new();
-                    for _ in 0..label_count {
-                        labels.push((r.string("label_name")?, r.string("label_value")?));
-                    }
-                    let tag = r.u8("sample_kind")?;
-                    let kind = SampleKind::from_tag(tag).ok_or(DecodeErrorKind::InvalidTag {
-                        field: "sample_kind",
-                        value: u16::from(tag),
-                    })?;
-                    samples.push(Sample {
-                        name,
-                        labels,
-                        kind,
-                        value: r.f64("value")?,
-                    });
-                }
-                Response::Stats(samples)
-            }
-            kind::ERROR => {
-                let tag = r.u16("code")?;
-                let code = ErrorCode::from_u16(tag).ok_or(DecodeErrorKind::InvalidTag {
-                    field: "code",
-                    value: tag,
-                })?;
-                Response::Error(ErrorReply {
-                    code,
-                    retry_after_ms: r.u32("retry_after_ms")?,
-                    message: r.string("message")?,
-                })
-            }
-            other => return Err(DecodeErrorKind::UnknownKind(other)),
-        })
-    }
-}
-
-fn put_profile(out: &mut Vec<u8>, profile: &Profile) -> Result<(), EncodeError> {
-    wire::put_i64(out, profile.id);
-    wire::put_str(out, "username", &profile.username)?;
-    wire::put_str(out, "nickname", &profile.nickname)?;
-    wire::put_opt_str(out, "picture", profile.picture.as_deref())
-}
-
-fn read_profile(r: &mut Reader<'_>) -> Result<Profile, DecodeErrorKind> {
-    Ok(Profile {
-        id: r.i64("id")?,
-        username: r.string("username")?,
-        nickname: r.string("nickname")?,
-        picture: r.opt_string("picture")?,
-    })
 }

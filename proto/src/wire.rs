@@ -11,9 +11,6 @@ use crate::error::{DecodeErrorKind, EncodeError};
 /// tighter and live in tcp-server; this bound only keeps a frame's fields small and honest.
 pub const MAX_STRING_LEN: usize = 4096;
 
-/// Most items in a list field (the stats samples, a sample's labels).
-pub const MAX_LIST_LEN: usize = 4096;
-
 pub(crate) fn put_u8(out: &mut Vec<u8>, value: u8) {
     out.push(value);
 }
@@ -33,12 +30,6 @@ pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
 pub(crate) fn put_i64(out: &mut Vec<u8>, value: i64) {
     let mut bytes = [0; 8];
     BigEndian::write_i64(&mut bytes, value);
-    out.extend_from_slice(&bytes);
-}
-
-pub(crate) fn put_f64(out: &mut Vec<u8>, value: f64) {
-    let mut bytes = [0; 8];
-    BigEndian::write_f64(&mut bytes, value);
     out.extend_from_slice(&bytes);
 }
 
@@ -71,19 +62,6 @@ pub(crate) fn put_blob(
     })?;
     put_u32(out, len);
     out.extend_from_slice(value);
-    Ok(())
-}
-
-/// A u16 item count; the caller writes the items.
-pub(crate) fn put_list_len(
-    out: &mut Vec<u8>,
-    field: &'static str,
-    len: usize,
-) -> Result<(), EncodeError> {
-    if len > MAX_LIST_LEN {
-        return Err(EncodeError::ListTooLong { field, len });
-    }
-    put_u16(out, len as u16);
     Ok(())
 }
 
@@ -144,10 +122,6 @@ impl<'a> Reader<'a> {
         Ok(BigEndian::read_i64(self.take(field, 8)?))
     }
 
-    pub(crate) fn f64(&mut self, field: &'static str) -> Result<f64, DecodeErrorKind> {
-        Ok(BigEndian::read_f64(self.take(field, 8)?))
-    }
-
     pub(crate) fn string(&mut self, field: &'static str) -> Result<String, DecodeErrorKind> {
         let len = usize::from(self.u16(field)?);
         if len > MAX_STRING_LEN {
@@ -163,14 +137,6 @@ impl<'a> Reader<'a> {
     pub(crate) fn blob(&mut self, field: &'static str) -> Result<Vec<u8>, DecodeErrorKind> {
         let len = self.u32(field)? as usize;
         Ok(self.take(field, len)?.to_vec())
-    }
-
-    pub(crate) fn list_len(&mut self, field: &'static str) -> Result<usize, DecodeErrorKind> {
-        let len = usize::from(self.u16(field)?);
-        if len > MAX_LIST_LEN {
-            return Err(DecodeErrorKind::ListTooLong { field, len });
-        }
-        Ok(len)
     }
 
     /// Reads a presence byte: `false` for 0, `true` for 1, an error for anything else.

@@ -9,25 +9,25 @@ use proptest::prelude::*;
 use proto::{
     DEFAULT_MAX_FRAME_LEN, DecodeErrorKind, EncodeError, ErrorCode, ErrorReply, Frame, HEADER_LEN,
     MAX_STRING_LEN, Message, Profile, RETAINED_BUFFER_CAPACITY, ReadError, Request, Response,
-    Secret, Session, VERSION, WriteError, kind, read_frame, write_frame,
+    Secret, Session, VERSION, WriteError, read_frame, write_frame,
 };
 
-use crate::support::{Body, encoded, frame, header};
+use crate::support::{Body, encoded, frame, header, kind};
 
 fn login() -> Request {
-    Request::Login {
+    Request::Login(proto::Login {
         username: "alice".into(),
         password: Secret::new("hunter2"),
         client: None,
         device: None,
-    }
+    })
 }
 
 fn picture_upload(len: usize) -> Request {
-    Request::SetPicture {
+    Request::SetPicture(proto::SetPicture {
         token: Secret::new("tok"),
         image: (0..len).map(|i| (i % 251) as u8).collect(),
-    }
+    })
 }
 
 fn read<M: Message, R: Read>(reader: &mut R, buf: &mut Vec<u8>) -> Result<Frame<M>, ReadError> {
@@ -154,7 +154,7 @@ impl Write for BrokenPipe {
 
 #[test]
 fn write_then_read_round_trips() {
-    let response = Response::LoggedIn(Session {
+    let response = Response::Login(Session {
         token: Secret::new("t0k3n"),
         expires_at: 1_700_000_000,
         profile: Profile {
@@ -302,12 +302,16 @@ fn one_byte_at_a_time_still_reads_whole_frames() {
     let stream = [
         encoded(1, &login()),
         encoded(2, &picture_upload(5000)),
-        encoded(3, &Request::Ping),
+        encoded(3, &Request::Ping(proto::Ping)),
     ]
     .concat();
     let mut reader = OneByte(Cursor::new(stream));
     let mut buf = Vec::new();
-    let expected = [(1, login()), (2, picture_upload(5000)), (3, Request::Ping)];
+    let expected = [
+        (1, login()),
+        (2, picture_upload(5000)),
+        (3, Request::Ping(proto::Ping)),
+    ];
     for (id, message) in expected {
         let frame = read::<Request, _>(&mut reader, &mut buf).unwrap();
         assert_eq!((frame.request_id, frame.message), (id, message));
@@ -382,7 +386,7 @@ fn a_declared_body_that_never_arrives_costs_no_memory() {
 #[test]
 fn a_buffer_grown_by_a_large_frame_is_shrunk_once_it_is_decoded() {
     let big = picture_upload(1024 * 1024);
-    let stream = [encoded(1, &big), encoded(2, &Request::Ping)].concat();
+    let stream = [encoded(1, &big), encoded(2, &Request::Ping(proto::Ping))].concat();
     let mut reader = Cursor::new(stream);
     let mut buf = Vec::new();
 
@@ -396,7 +400,7 @@ fn a_buffer_grown_by_a_large_frame_is_shrunk_once_it_is_decoded() {
     );
 
     let frame = read::<Request, _>(&mut reader, &mut buf).unwrap();
-    assert_eq!(frame.message, Request::Ping);
+    assert_eq!(frame.message, Request::Ping(proto::Ping));
 }
 
 #[test]
@@ -412,7 +416,7 @@ fn read_frame_reports_invalid_frames_with_the_request_id() {
     }
 
     // A request arriving where a response is expected.
-    let mut reader = Cursor::new(encoded(78, &Request::Ping));
+    let mut reader = Cursor::new(encoded(78, &Request::Ping(proto::Ping)));
     match read::<Response, _>(&mut reader, &mut Vec::new()) {
         Err(ReadError::Decode(e)) => {
             assert_eq!(e.kind(), &DecodeErrorKind::UnknownKind(kind::PING));
@@ -485,9 +489,9 @@ fn write_frame_finishes_a_frame_despite_short_writes() {
 #[test]
 fn write_frame_writes_nothing_when_the_message_cannot_be_encoded() {
     let mut writer = CountingWriter::new(usize::MAX);
-    let message = Request::GetPicture {
+    let message = Request::GetPicture(proto::GetPicture {
         key: "k".repeat(MAX_STRING_LEN + 1),
-    };
+    });
     match write_frame(&mut writer, 14, &message, &mut Vec::new()) {
         Err(WriteError::Encode(e)) => assert_eq!(
             e,
@@ -503,24 +507,24 @@ fn write_frame_writes_nothing_when_the_message_cannot_be_encoded() {
 
 #[test]
 fn write_frame_reports_io_errors() {
-    let result = write_frame(&mut BrokenPipe, 15, &Response::Pong, &mut Vec::new());
+    let result = write_frame(&mut BrokenPipe, 15, &Response::Ping(()), &mut Vec::new());
     assert!(matches!(result, Err(WriteError::Io(e)) if e.kind() == ErrorKind::BrokenPipe));
 }
 
 fn small_request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        Just(Request::Ping),
-        ".{0,12}".prop_map(|key| Request::GetPicture { key }),
-        (".{0,12}", ".{0,12}").prop_map(|(username, password)| Request::Login {
+        Just(Request::Ping(proto::Ping)),
+        ".{0,12}".prop_map(|key| Request::GetPicture(proto::GetPicture { key })),
+        (".{0,12}", ".{0,12}").prop_map(|(username, password)| Request::Login(proto::Login {
             username,
             password: Secret::new(password),
             client: None,
             device: None,
-        }),
-        vec(any::<u8>(), 0..2000).prop_map(|image| Request::SetPicture {
+        })),
+        vec(any::<u8>(), 0..2000).prop_map(|image| Request::SetPicture(proto::SetPicture {
             token: Secret::new("tok"),
             image,
-        }),
+        })),
     ]
 }
 

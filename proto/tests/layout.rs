@@ -5,11 +5,11 @@
 use std::fmt::Debug;
 
 use proto::{
-    ErrorCode, ErrorReply, ImageFormat, Message, Picture, Profile, Request, Response, Sample,
-    SampleKind, Secret, Session, decode, kind,
+    ErrorCode, ErrorReply, ImageFormat, Message, Operation, Picture, Profile, Request, Response,
+    Secret, Session, decode,
 };
 
-use crate::support::{Body, encoded, frame, hex};
+use crate::support::{Body, encoded, frame, hex, kind};
 
 /// `message` must encode to exactly `body` behind a header of `kind`, and those bytes must
 /// decode back to it.
@@ -48,24 +48,24 @@ fn profile_body(picture: Option<&str>) -> Body {
 #[test]
 fn request_bodies_follow_the_specification() {
     let b = Body::new;
-    assert_layout(Request::Ping, 0x01, b());
+    assert_layout(Request::Ping(proto::Ping), 0x01, b());
     assert_layout(
-        Request::Register {
+        Request::Register(proto::Register {
             username: "alice".into(),
             password: Secret::new("pw"),
             nickname: None,
             client: None,
-        },
+        }),
         0x02,
         b().str("alice").str("pw").u8(0).u8(0),
     );
     assert_layout(
-        Request::Register {
+        Request::Register(proto::Register {
             username: "alice".into(),
             password: Secret::new("pw"),
             nickname: Some("Al".into()),
             client: Some("192.0.2.1".into()),
-        },
+        }),
         0x02,
         b().str("alice")
             .str("pw")
@@ -75,22 +75,22 @@ fn request_bodies_follow_the_specification() {
             .str("192.0.2.1"),
     );
     assert_layout(
-        Request::Login {
+        Request::Login(proto::Login {
             username: "alice".into(),
             password: Secret::new("pw"),
             client: None,
             device: None,
-        },
+        }),
         0x03,
         b().str("alice").str("pw").u8(0).u8(0),
     );
     assert_layout(
-        Request::Login {
+        Request::Login(proto::Login {
             username: "alice".into(),
             password: Secret::new("pw"),
             client: Some("192.0.2.1".into()),
             device: Some(Secret::new("dev")),
-        },
+        }),
         0x03,
         b().str("alice")
             .str("pw")
@@ -99,43 +99,46 @@ fn request_bodies_follow_the_specification() {
             .u8(1)
             .str("dev"),
     );
-    assert_layout(Request::Logout { token: token() }, 0x04, b().str("tok"));
-    assert_layout(Request::GetProfile { token: token() }, 0x05, b().str("tok"));
     assert_layout(
-        Request::UpdateNickname {
+        Request::Logout(proto::Logout { token: token() }),
+        0x04,
+        b().str("tok"),
+    );
+    assert_layout(
+        Request::GetProfile(proto::GetProfile { token: token() }),
+        0x05,
+        b().str("tok"),
+    );
+    assert_layout(
+        Request::UpdateNickname(proto::UpdateNickname {
             token: token(),
             nickname: "Al".into(),
-        },
+        }),
         0x06,
         b().str("tok").str("Al"),
     );
     assert_layout(
-        Request::SetPicture {
+        Request::SetPicture(proto::SetPicture {
             token: token(),
             image: vec![0x89, b'P', b'N', b'G'],
-        },
+        }),
         0x07,
         b().str("tok").blob(&[0x89, b'P', b'N', b'G']),
     );
     assert_layout(
-        Request::GetPicture { key: "k1".into() },
+        Request::GetPicture(proto::GetPicture { key: "k1".into() }),
         0x08,
         b().str("k1"),
     );
-    assert_layout(Request::Stats, 0x09, b());
 }
 
 #[test]
 fn response_bodies_follow_the_specification() {
     let b = Body::new;
-    assert_layout(Response::Pong, 0x81, b());
+    assert_layout(Response::Ping(()), 0x81, b());
+    assert_layout(Response::Register(profile(None)), 0x82, profile_body(None));
     assert_layout(
-        Response::Registered(profile(None)),
-        0x82,
-        profile_body(None),
-    );
-    assert_layout(
-        Response::LoggedIn(Session {
+        Response::Login(Session {
             token: token(),
             expires_at: 1_700_000_000,
             profile: profile(Some("p1")),
@@ -147,25 +150,25 @@ fn response_bodies_follow_the_specification() {
             .profile(-2, "alice", "Ålice", Some("p1"))
             .str("dev"),
     );
-    assert_layout(Response::LoggedOut, 0x84, b());
+    assert_layout(Response::Logout(()), 0x84, b());
     assert_layout(
-        Response::Profile(profile(Some("p1"))),
+        Response::GetProfile(profile(Some("p1"))),
         0x85,
         profile_body(Some("p1")),
     );
     assert_layout(
-        Response::NicknameUpdated(profile(None)),
+        Response::UpdateNickname(profile(None)),
         0x86,
         profile_body(None),
     );
     assert_layout(
-        Response::PictureSet(profile(Some("p2"))),
+        Response::SetPicture(profile(Some("p2"))),
         0x87,
         profile_body(Some("p2")),
     );
     for (format, tag) in ImageFormat::ALL.into_iter().zip([1, 2, 3, 4]) {
         assert_layout(
-            Response::Picture(Picture {
+            Response::GetPicture(Picture {
                 format,
                 data: vec![1, 2, 3],
             }),
@@ -173,48 +176,6 @@ fn response_bodies_follow_the_specification() {
             b().u8(tag).blob(&[1, 2, 3]),
         );
     }
-    assert_layout(
-        Response::Stats(vec![
-            Sample {
-                name: "req_total".into(),
-                labels: vec![("kind".into(), "login".into()), ("ok".into(), "1".into())],
-                kind: SampleKind::Counter,
-                value: 3.0,
-            },
-            Sample {
-                name: "conns".into(),
-                labels: vec![],
-                kind: SampleKind::Gauge,
-                value: -0.5,
-            },
-            Sample {
-                name: "lat_bucket".into(),
-                labels: vec![("le".into(), "+Inf".into())],
-                kind: SampleKind::Histogram,
-                value: 1e300,
-            },
-        ]),
-        0x89,
-        b().u16(3)
-            .str("req_total")
-            .u16(2)
-            .str("kind")
-            .str("login")
-            .str("ok")
-            .str("1")
-            .u8(1)
-            .f64(3.0)
-            .str("conns")
-            .u16(0)
-            .u8(2)
-            .f64(-0.5)
-            .str("lat_bucket")
-            .u16(1)
-            .str("le")
-            .str("+Inf")
-            .u8(3)
-            .f64(1e300),
-    );
     assert_layout(
         Response::Error(ErrorReply {
             code: ErrorCode::TooManyRequests,
@@ -227,33 +188,56 @@ fn response_bodies_follow_the_specification() {
 }
 
 #[test]
-fn kind_constants_match_the_specification() {
-    let requests = [
-        (kind::PING, 0x01),
-        (kind::REGISTER, 0x02),
-        (kind::LOGIN, 0x03),
-        (kind::LOGOUT, 0x04),
-        (kind::GET_PROFILE, 0x05),
-        (kind::UPDATE_NICKNAME, 0x06),
-        (kind::SET_PICTURE, 0x07),
-        (kind::GET_PICTURE, 0x08),
-        (kind::STATS, 0x09),
+fn operations_have_the_kinds_and_names_of_the_specification() {
+    let operations = [
+        (proto::Ping::KIND, proto::Ping::NAME, kind::PING, "ping"),
+        (
+            proto::Register::KIND,
+            proto::Register::NAME,
+            kind::REGISTER,
+            "register",
+        ),
+        (proto::Login::KIND, proto::Login::NAME, kind::LOGIN, "login"),
+        (
+            proto::Logout::KIND,
+            proto::Logout::NAME,
+            kind::LOGOUT,
+            "logout",
+        ),
+        (
+            proto::GetProfile::KIND,
+            proto::GetProfile::NAME,
+            kind::GET_PROFILE,
+            "get_profile",
+        ),
+        (
+            proto::UpdateNickname::KIND,
+            proto::UpdateNickname::NAME,
+            kind::UPDATE_NICKNAME,
+            "update_nickname",
+        ),
+        (
+            proto::SetPicture::KIND,
+            proto::SetPicture::NAME,
+            kind::SET_PICTURE,
+            "set_picture",
+        ),
+        (
+            proto::GetPicture::KIND,
+            proto::GetPicture::NAME,
+            kind::GET_PICTURE,
+            "get_picture",
+        ),
     ];
-    let responses = [
-        (kind::PONG, 0x81),
-        (kind::REGISTERED, 0x82),
-        (kind::LOGGED_IN, 0x83),
-        (kind::LOGGED_OUT, 0x84),
-        (kind::PROFILE, 0x85),
-        (kind::NICKNAME_UPDATED, 0x86),
-        (kind::PICTURE_SET, 0x87),
-        (kind::PICTURE, 0x88),
-        (kind::STATS_REPLY, 0x89),
-        (kind::ERROR, 0xFF),
-    ];
-    for (actual, expected) in requests.into_iter().chain(responses) {
-        assert_eq!(actual, expected);
+    for (actual, name, expected, expected_name) in operations {
+        assert_eq!((actual, name), (expected, expected_name));
     }
+    assert_eq!(
+        Request::names(),
+        operations.map(|(_, name, _, _)| name).to_vec(),
+        "every operation, in kind order"
+    );
+    assert_eq!(proto::message::ERROR_KIND, kind::ERROR);
 }
 
 #[test]
@@ -285,19 +269,19 @@ fn error_code_values_match_the_specification() {
 /// The worked examples printed in PROTOCOL.md, byte for byte.
 #[test]
 fn worked_examples_in_the_specification_are_exact() {
-    let login = Request::Login {
+    let login = Request::Login(proto::Login {
         username: "alice".into(),
         password: Secret::new("hunter2"),
         client: None,
         device: None,
-    };
+    });
     assert_eq!(
         hex(&encoded(42, &login)),
         "47 48 01 03 00 00 00 2a 00 00 00 12 \
          00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00 00"
     );
     assert_eq!(
-        hex(&encoded(42, &Response::Pong)),
+        hex(&encoded(42, &Response::Ping(()))),
         "47 48 01 81 00 00 00 2a 00 00 00 00"
     );
     let busy = Response::Error(ErrorReply {
@@ -315,17 +299,17 @@ fn worked_examples_in_the_specification_are_exact() {
 #[test]
 fn secrets_never_appear_in_debug_output() {
     let messages: [&dyn Debug; 4] = [
-        &Request::Login {
+        &Request::Login(proto::Login {
             username: "alice".into(),
             password: Secret::new("hunter2"),
             client: None,
             device: Some(Secret::new("hunter2")),
-        },
-        &Request::UpdateNickname {
+        }),
+        &Request::UpdateNickname(proto::UpdateNickname {
             token: Secret::new("hunter2"),
             nickname: "Al".into(),
-        },
-        &Response::LoggedIn(Session {
+        }),
+        &Response::Login(Session {
             token: Secret::new("hunter2"),
             expires_at: 0,
             profile: profile(None),
@@ -333,9 +317,9 @@ fn secrets_never_appear_in_debug_output() {
         }),
         &proto::Frame {
             request_id: 1,
-            message: Request::Logout {
+            message: Request::Logout(proto::Logout {
                 token: Secret::new("hunter2"),
-            },
+            }),
         },
     ];
     for message in messages {

@@ -9,11 +9,11 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proto::{
     DEFAULT_MAX_FRAME_LEN, ErrorCode, ErrorReply, Frame, HEADER_LEN, ImageFormat, MAGIC,
-    MAX_STRING_LEN, Message, Picture, Profile, Request, Response, Sample, SampleKind, Secret,
-    Session, VERSION, decode, decode_with_limit, encode, kind,
+    MAX_STRING_LEN, Message, Picture, Profile, Request, Response, Secret, Session, VERSION, decode,
+    decode_with_limit, encode,
 };
 
-use crate::support::encoded;
+use crate::support::{encoded, kind};
 
 /// Keeps blobs small enough that hundreds of cases stay fast in a debug build while still
 /// crossing the 64 KiB read-buffer size the blocking helpers care about.
@@ -70,31 +70,6 @@ fn profile() -> impl Strategy<Value = Profile> {
     )
 }
 
-/// Finite values only: NaN is not equal to itself, so it cannot be compared after a round trip.
-fn finite_f64() -> impl Strategy<Value = f64> {
-    use proptest::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
-    POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO
-}
-
-fn sample() -> impl Strategy<Value = Sample> {
-    (
-        text(),
-        vec((text(), text()), 0..=4),
-        select(vec![
-            SampleKind::Counter,
-            SampleKind::Gauge,
-            SampleKind::Histogram,
-        ]),
-        finite_f64(),
-    )
-        .prop_map(|(name, labels, kind, value)| Sample {
-            name,
-            labels,
-            kind,
-            value,
-        })
-}
-
 fn error_reply() -> impl Strategy<Value = ErrorReply> {
     (select(ErrorCode::ALL.to_vec()), any::<u32>(), text()).prop_map(
         |(code, retry_after_ms, message)| ErrorReply {
@@ -107,44 +82,45 @@ fn error_reply() -> impl Strategy<Value = ErrorReply> {
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        Just(Request::Ping),
+        Just(Request::Ping(proto::Ping)),
         (text(), secret(), option::of(text()), option::of(text())).prop_map(
             |(username, password, nickname, client)| {
-                Request::Register {
+                Request::Register(proto::Register {
                     username,
                     password,
                     nickname,
                     client,
-                }
+                })
             }
         ),
         (text(), secret(), option::of(text()), option::of(secret())).prop_map(
             |(username, password, client, device)| {
-                Request::Login {
+                Request::Login(proto::Login {
                     username,
                     password,
                     client,
                     device,
-                }
+                })
             }
         ),
-        secret().prop_map(|token| Request::Logout { token }),
-        secret().prop_map(|token| Request::GetProfile { token }),
-        (secret(), text())
-            .prop_map(|(token, nickname)| Request::UpdateNickname { token, nickname }),
-        (secret(), blob()).prop_map(|(token, image)| Request::SetPicture { token, image }),
-        text().prop_map(|key| Request::GetPicture { key }),
-        Just(Request::Stats),
+        secret().prop_map(|token| Request::Logout(proto::Logout { token })),
+        secret().prop_map(|token| Request::GetProfile(proto::GetProfile { token })),
+        (secret(), text()).prop_map(|(token, nickname)| Request::UpdateNickname(
+            proto::UpdateNickname { token, nickname }
+        )),
+        (secret(), blob())
+            .prop_map(|(token, image)| Request::SetPicture(proto::SetPicture { token, image })),
+        text().prop_map(|key| Request::GetPicture(proto::GetPicture { key })),
     ]
 }
 
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
-        Just(Response::Pong),
-        profile().prop_map(Response::Registered),
+        Just(Response::Ping(())),
+        profile().prop_map(Response::Register),
         (secret(), any::<i64>(), profile(), secret()).prop_map(
             |(token, expires_at, profile, device_token)| {
-                Response::LoggedIn(Session {
+                Response::Login(Session {
                     token,
                     expires_at,
                     profile,
@@ -152,13 +128,12 @@ fn response() -> impl Strategy<Value = Response> {
                 })
             }
         ),
-        Just(Response::LoggedOut),
-        profile().prop_map(Response::Profile),
-        profile().prop_map(Response::NicknameUpdated),
-        profile().prop_map(Response::PictureSet),
+        Just(Response::Logout(())),
+        profile().prop_map(Response::GetProfile),
+        profile().prop_map(Response::UpdateNickname),
+        profile().prop_map(Response::SetPicture),
         (select(ImageFormat::ALL.to_vec()), blob())
-            .prop_map(|(format, data)| Response::Picture(Picture { format, data })),
-        vec(sample(), 0..=6).prop_map(Response::Stats),
+            .prop_map(|(format, data)| Response::GetPicture(Picture { format, data })),
         error_reply().prop_map(Response::Error),
     ]
 }
@@ -278,7 +253,7 @@ fn valid_header_then_noise(kinds: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-const REQUEST_KINDS: [u8; 9] = [
+const REQUEST_KINDS: [u8; 8] = [
     kind::PING,
     kind::REGISTER,
     kind::LOGIN,
@@ -287,10 +262,9 @@ const REQUEST_KINDS: [u8; 9] = [
     kind::UPDATE_NICKNAME,
     kind::SET_PICTURE,
     kind::GET_PICTURE,
-    kind::STATS,
 ];
 
-const RESPONSE_KINDS: [u8; 10] = [
+const RESPONSE_KINDS: [u8; 9] = [
     kind::PONG,
     kind::REGISTERED,
     kind::LOGGED_IN,
@@ -299,7 +273,6 @@ const RESPONSE_KINDS: [u8; 10] = [
     kind::NICKNAME_UPDATED,
     kind::PICTURE_SET,
     kind::PICTURE,
-    kind::STATS_REPLY,
     kind::ERROR,
 ];
 
@@ -310,7 +283,7 @@ proptest! {
 
     #[test]
     fn ping_round_trips(id in any::<u32>()) {
-        check_round_trip(id, &Request::Ping, kind::PING)?;
+        check_round_trip(id, &Request::Ping(proto::Ping), kind::PING)?;
     }
 
     #[test]
@@ -318,7 +291,7 @@ proptest! {
         id in any::<u32>(), username in text(), password in secret(), nickname in text(),
     ) {
         let message =
-            Request::Register { username, password, nickname: Some(nickname), client: None };
+            Request::Register(proto::Register { username, password, nickname: Some(nickname), client: None });
         check_round_trip(id, &message, kind::REGISTER)?;
     }
 
@@ -326,55 +299,50 @@ proptest! {
     fn register_without_nickname_round_trips(
         id in any::<u32>(), username in text(), password in secret(),
     ) {
-        let message = Request::Register { username, password, nickname: None, client: None };
+        let message = Request::Register(proto::Register { username, password, nickname: None, client: None });
         check_round_trip(id, &message, kind::REGISTER)?;
     }
 
     #[test]
     fn login_round_trips(id in any::<u32>(), username in text(), password in secret()) {
-        let message = Request::Login { username, password, client: None, device: None };
+        let message = Request::Login(proto::Login { username, password, client: None, device: None });
         check_round_trip(id, &message, kind::LOGIN)?;
     }
 
     #[test]
     fn logout_round_trips(id in any::<u32>(), token in secret()) {
-        check_round_trip(id, &Request::Logout { token }, kind::LOGOUT)?;
+        check_round_trip(id, &Request::Logout(proto::Logout { token }), kind::LOGOUT)?;
     }
 
     #[test]
     fn get_profile_round_trips(id in any::<u32>(), token in secret()) {
-        check_round_trip(id, &Request::GetProfile { token }, kind::GET_PROFILE)?;
+        check_round_trip(id, &Request::GetProfile(proto::GetProfile { token }), kind::GET_PROFILE)?;
     }
 
     #[test]
     fn update_nickname_round_trips(id in any::<u32>(), token in secret(), nickname in text()) {
-        let message = Request::UpdateNickname { token, nickname };
+        let message = Request::UpdateNickname(proto::UpdateNickname { token, nickname });
         check_round_trip(id, &message, kind::UPDATE_NICKNAME)?;
     }
 
     #[test]
     fn set_picture_round_trips(id in any::<u32>(), token in secret(), image in blob()) {
-        check_round_trip(id, &Request::SetPicture { token, image }, kind::SET_PICTURE)?;
+        check_round_trip(id, &Request::SetPicture(proto::SetPicture { token, image }), kind::SET_PICTURE)?;
     }
 
     #[test]
     fn get_picture_round_trips(id in any::<u32>(), key in text()) {
-        check_round_trip(id, &Request::GetPicture { key }, kind::GET_PICTURE)?;
-    }
-
-    #[test]
-    fn stats_request_round_trips(id in any::<u32>()) {
-        check_round_trip(id, &Request::Stats, kind::STATS)?;
+        check_round_trip(id, &Request::GetPicture(proto::GetPicture { key }), kind::GET_PICTURE)?;
     }
 
     #[test]
     fn pong_round_trips(id in any::<u32>()) {
-        check_round_trip(id, &Response::Pong, kind::PONG)?;
+        check_round_trip(id, &Response::Ping(()), kind::PONG)?;
     }
 
     #[test]
     fn registered_round_trips(id in any::<u32>(), profile in profile()) {
-        check_round_trip(id, &Response::Registered(profile), kind::REGISTERED)?;
+        check_round_trip(id, &Response::Register(profile), kind::REGISTERED)?;
     }
 
     #[test]
@@ -382,50 +350,35 @@ proptest! {
         id in any::<u32>(), token in secret(), expires_at in any::<i64>(), profile in profile(),
         device_token in secret(),
     ) {
-        let message = Response::LoggedIn(Session { token, expires_at, profile, device_token });
+        let message = Response::Login(Session { token, expires_at, profile, device_token });
         check_round_trip(id, &message, kind::LOGGED_IN)?;
     }
 
     #[test]
     fn logged_out_round_trips(id in any::<u32>()) {
-        check_round_trip(id, &Response::LoggedOut, kind::LOGGED_OUT)?;
+        check_round_trip(id, &Response::Logout(()), kind::LOGGED_OUT)?;
     }
 
     #[test]
     fn profile_round_trips(id in any::<u32>(), profile in profile()) {
-        check_round_trip(id, &Response::Profile(profile), kind::PROFILE)?;
+        check_round_trip(id, &Response::GetProfile(profile), kind::PROFILE)?;
     }
 
     #[test]
     fn nickname_updated_round_trips(id in any::<u32>(), profile in profile()) {
-        check_round_trip(id, &Response::NicknameUpdated(profile), kind::NICKNAME_UPDATED)?;
+        check_round_trip(id, &Response::UpdateNickname(profile), kind::NICKNAME_UPDATED)?;
     }
 
     #[test]
     fn picture_set_round_trips(id in any::<u32>(), profile in profile()) {
-        check_round_trip(id, &Response::PictureSet(profile), kind::PICTURE_SET)?;
+        check_round_trip(id, &Response::SetPicture(profile), kind::PICTURE_SET)?;
     }
 
     #[test]
     fn picture_round_trips_in_every_format(id in any::<u32>(), data in blob()) {
         for format in ImageFormat::ALL {
-            let message = Response::Picture(Picture { format, data: data.clone() });
+            let message = Response::GetPicture(Picture { format, data: data.clone() });
             check_round_trip(id, &message, kind::PICTURE)?;
-        }
-    }
-
-    #[test]
-    fn stats_response_round_trips(id in any::<u32>(), samples in vec(sample(), 0..=6)) {
-        check_round_trip(id, &Response::Stats(samples), kind::STATS_REPLY)?;
-    }
-
-    #[test]
-    fn stats_sample_of_every_kind_round_trips(
-        id in any::<u32>(), sample in sample(), value in finite_f64(),
-    ) {
-        for sample_kind in [SampleKind::Counter, SampleKind::Gauge, SampleKind::Histogram] {
-            let samples = vec![Sample { kind: sample_kind, value, ..sample.clone() }];
-            check_round_trip(id, &Response::Stats(samples), kind::STATS_REPLY)?;
         }
     }
 
@@ -503,24 +456,11 @@ fn every_tag_value_round_trips() {
         check_round_trip(9, &message, kind::ERROR).unwrap();
     }
     for format in ImageFormat::ALL {
-        let message = Response::Picture(Picture {
+        let message = Response::GetPicture(Picture {
             format,
             data: vec![1, 2, 3],
         });
         check_round_trip(9, &message, kind::PICTURE).unwrap();
-    }
-    for sample_kind in [
-        SampleKind::Counter,
-        SampleKind::Gauge,
-        SampleKind::Histogram,
-    ] {
-        let message = Response::Stats(vec![Sample {
-            name: "gatehouse_requests_total".into(),
-            labels: vec![("kind".into(), "login".into())],
-            kind: sample_kind,
-            value: -0.0,
-        }]);
-        check_round_trip(9, &message, kind::STATS_REPLY).unwrap();
     }
 }
 
@@ -532,12 +472,12 @@ fn strings_at_the_byte_limit_round_trip_in_every_utf8_width() {
         let mut username = c.to_string().repeat(MAX_STRING_LEN / c.len_utf8());
         username.push_str(&"a".repeat(MAX_STRING_LEN % c.len_utf8()));
         assert_eq!(username.len(), MAX_STRING_LEN);
-        let message = Request::Login {
+        let message = Request::Login(proto::Login {
             username,
             password: Secret::new("p"),
             client: None,
             device: None,
-        };
+        });
         check_round_trip(1, &message, kind::LOGIN).unwrap();
     }
 }

@@ -33,11 +33,6 @@ impl Body {
         self
     }
 
-    pub fn f64(mut self, value: f64) -> Self {
-        self.0.extend_from_slice(&value.to_bits().to_be_bytes());
-        self
-    }
-
     /// Bytes with no length prefix: lets a test declare one length and supply another.
     pub fn raw(mut self, bytes: &[u8]) -> Self {
         self.0.extend_from_slice(bytes);
@@ -104,4 +99,26 @@ pub fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The kind numbers of PROTOCOL.md, written out here: the layout tests check the crate's
+/// operations against them.
+pub mod kind {
+    pub const PING: u8 = 0x01;
+    pub const REGISTER: u8 = 0x02;
+    pub const LOGIN: u8 = 0x03;
+    pub const LOGOUT: u8 = 0x04;
+    pub const GET_PROFILE: u8 = 0x05;
+    pub const UPDATE_NICKNAME: u8 = 0x06;
+    pub const SET_PICTURE: u8 = 0x07;
+    pub const GET_PICTURE: u8 = 0x08;
+    pub const PONG: u8 = 0x81;
+    pub const REGISTERED: u8 = 0x82;
+    pub const LOGGED_IN: u8 = 0x83;
+    pub const LOGGED_OUT: u8 = 0x84;
+    pub const PROFILE: u8 = 0x85;
+    pub const NICKNAME_UPDATED: u8 = 0x86;
+    pub const PICTURE_SET: u8 = 0x87;
+    pub const PICTURE: u8 = 0x88;
+    pub const ERROR: u8 = 0xFF;
 }

@@ -93,6 +93,22 @@ pub struct DbConfig {
     pub statement_timeout: Duration,
 }
 
+impl DbConfig {
+    /// The defaults, which the command line shares.
+    pub const DEFAULT: DbConfig = DbConfig {
+        pool_size: 32,
+        checkout_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(5),
+    };
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig::DEFAULT
+    }
+}
+
 /// Whether the last attempt to open a database connection failed. Set by r2d2's error
 /// handler and cleared by its acquire event, both called from r2d2's background connector,
 /// which keeps retrying (with backoff) while any attempt is pending.

@@ -15,13 +15,16 @@
 //! - `throttle`: brute-force and flood protection (failed logins per account, device and
 //!   address; registrations per address and overall); `device`: the device tokens it trusts.
 //! - `logging`: the binary's logger, and the targets no `RUST_LOG` may open (secrets).
-//! - `stats`: counters and latencies, exported as `proto::Sample`s.
+//! - `metrics`: counters and latencies (prometheus-client), served on the admin listener.
+//! - `settings`: [`settings::Settings`], built once, and `Context::new` from it.
 //! - `seed`: loading millions of users with real hashes, and the seeded credentials' scheme.
 
+pub mod admin;
 pub mod db;
 pub mod device;
 pub mod limit;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod password;
 pub mod picture;
@@ -29,6 +32,6 @@ pub mod rules;
 pub mod secrets;
 pub mod seed;
 pub mod server;
-pub mod stats;
+pub mod settings;
 pub mod throttle;
 pub mod token;

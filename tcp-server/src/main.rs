@@ -1,29 +1,25 @@
-//! tcp-server's entry point: parses the command line once into typed settings, binds, and hands
-//! over to the library.
+//! tcp-server's entry point: parses the command line into [`Settings`], binds, and hands over
+//! to the library. Every default shown by `--help` is the library's own constant.
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use humantime::Duration;
+use service::Shutdown;
 use socket2::{Domain, Socket, Type};
-use tcp_server::db::{self, Db, DbConfig};
-use tcp_server::device::DeviceKey;
+use tcp_server::db::{self, DbConfig};
 use tcp_server::ops::Context;
 use tcp_server::password::{Hasher, PasswordParams};
-use tcp_server::picture::{PictureConfig, Pictures};
+use tcp_server::picture::PictureConfig;
 use tcp_server::secrets::Secrets;
-use tcp_server::server::{self, ServerConfig, Shutdown};
-use tcp_server::stats::Stats;
-use tcp_server::throttle::{Throttle, ThrottleConfig};
-use tcp_server::token::TokenKey;
+use tcp_server::server::{self, Listeners, ServerConfig};
+use tcp_server::settings::{self, Settings};
+use tcp_server::throttle::ThrottleConfig;
 
 /// The gatehouse business-logic tier: accounts, passwords, sessions and profiles on PostgreSQL,
 /// served to http-server over the gatehouse binary protocol.
@@ -94,13 +90,13 @@ impl PepperArgs {
 #[derive(Debug, Args)]
 struct PasswordArgs {
     /// Argon2id memory cost in KiB (m). See the README's table before raising it.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = PasswordParams::DEFAULT.memory_kib)]
     argon2_memory_kib: u32,
     /// Argon2id passes (t).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = PasswordParams::DEFAULT.iterations)]
     argon2_iterations: u32,
     /// Argon2id lanes (p).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = PasswordParams::DEFAULT.parallelism)]
     argon2_parallelism: u32,
     /// Password hashes running at once at most (default: one per core).
     #[arg(long)]
@@ -108,28 +104,28 @@ struct PasswordArgs {
 }
 
 impl PasswordArgs {
-    fn hasher(&self, secrets: &Secrets) -> anyhow::Result<Hasher> {
-        Hasher::new(
-            PasswordParams {
-                memory_kib: self.argon2_memory_kib,
-                iterations: self.argon2_iterations,
-                parallelism: self.argon2_parallelism,
-            },
-            secrets.pepper.clone(),
-            self.max_concurrent_hashes.unwrap_or_else(cores),
-        )
+    fn params(&self) -> PasswordParams {
+        PasswordParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
     }
-}
 
-fn cores() -> usize {
-    thread::available_parallelism().map_or(2, usize::from)
+    fn max_concurrent(&self) -> usize {
+        self.max_concurrent_hashes.unwrap_or_else(settings::cores)
+    }
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on for the protocol.
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
+    /// Where the operator's endpoints listen (HTTP): /metrics, /healthz and /readyz. Keep it on
+    /// loopback or a private network.
+    #[arg(long, default_value = "127.0.0.1:9070")]
+    admin_listen: SocketAddr,
     /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse.
     // Hidden in --help: the URL may hold a password.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -138,49 +134,49 @@ struct ServeArgs {
     #[arg(long)]
     migrate: bool,
     /// Worker threads: the most connections served at once. Past it, clients get Busy.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = ServerConfig::DEFAULT.workers as u32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     workers: u32,
     /// Close a connection after this long without a request.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ServerConfig::DEFAULT.idle_timeout.into())]
     idle_timeout: Duration,
     /// The longest a request may take to arrive or a response to be written.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ServerConfig::DEFAULT.io_timeout.into())]
     io_timeout: Duration,
     /// Largest frame accepted, in bytes.
-    #[arg(long, default_value_t = proto::DEFAULT_MAX_FRAME_LEN)]
+    #[arg(long, default_value_t = ServerConfig::DEFAULT.max_frame_len)]
     max_frame_len: u32,
     /// How long a session token stays valid.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = settings::SESSION_TTL.into())]
     session_ttl: Duration,
+    /// How long a device token (given at each login; it exempts that client from the lockout
+    /// of unrecognised clients) is recognised.
+    #[arg(long, default_value_t = settings::DEVICE_TTL.into())]
+    device_token_ttl: Duration,
     #[command(flatten)]
     pepper: PepperArgs,
     /// Database connections at most.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DbConfig::DEFAULT.pool_size)]
     db_pool_size: u32,
-    /// How long a request waits for a database connection.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How long a request waits for a database connection, and a connect may take.
+    #[arg(long, default_value_t = DbConfig::DEFAULT.checkout_timeout.into())]
     db_timeout: Duration,
     /// How long one database statement may run, lock waits included; past it the request
     /// gets Unavailable.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = DbConfig::DEFAULT.statement_timeout.into())]
     db_statement_timeout: Duration,
     #[command(flatten)]
     password: PasswordArgs,
     /// Largest picture upload accepted, in bytes.
-    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, default_value_t = PictureConfig::DEFAULT.max_bytes)]
     max_picture_bytes: usize,
     /// Widest or tallest picture decoded, in pixels; larger ones are refused.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = PictureConfig::DEFAULT.max_dimension)]
     max_picture_dimension: u32,
     /// Stored pictures are shrunk to fit a square of this side, in pixels.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = PictureConfig::DEFAULT.stored_dimension)]
     picture_size: u32,
     #[command(flatten)]
     throttle: ThrottleArgs,
-    /// How long a device token (given at each login; it exempts that client from the lockout
-    /// of unrecognised clients) is recognised.
-    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
-    device_token_ttl: Duration,
 }
 
 /// Brute-force and flood protection (see docs/RELIABILITY.md for the policy and its numbers).
@@ -198,19 +194,19 @@ struct ThrottleArgs {
     #[arg(long, default_value_t = ThrottleConfig::DEFAULT.address_failures, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     login_failures_per_address: u32,
     /// How long a full count of failures takes to drain.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.failure_window.into())]
     login_failure_window: Duration,
     /// The first lockout at a limit; each further one doubles, up to --login-max-lockout.
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.lockout.into())]
     login_lockout: Duration,
     /// The longest lockout.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.max_lockout.into())]
     login_max_lockout: Duration,
     /// Registrations one client address may make at once.
     #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_burst, value_parser = clap::value_parser!(u32).range(1..))]
     register_burst_per_address: u32,
     /// After that burst, one more registration per address per this interval.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_interval.into())]
     register_interval_per_address: Duration,
     /// Registrations per second over all clients, sustained.
     #[arg(long, default_value_t = ThrottleConfig::DEFAULT.register_global_rate, value_parser = clap::value_parser!(u32).range(1..))]
@@ -233,11 +229,11 @@ impl ThrottleArgs {
             account_failures: self.login_failures_per_account,
             device_failures: self.login_failures_per_device,
             address_failures: self.login_failures_per_address,
-            failure_window: self.login_failure_window,
-            lockout: self.login_lockout,
-            max_lockout: self.login_max_lockout,
+            failure_window: self.login_failure_window.into(),
+            lockout: self.login_lockout.into(),
+            max_lockout: self.login_max_lockout.into(),
             register_burst: self.register_burst_per_address,
-            register_interval: self.register_interval_per_address,
+            register_interval: self.register_interval_per_address.into(),
             register_global_rate: self.register_global_rate,
             register_global_burst: self.register_global_burst,
             max_accounts: self.throttle_max_accounts,
@@ -246,15 +242,45 @@ impl ThrottleArgs {
     }
 }
 
+impl ServeArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            db: DbConfig {
+                pool_size: self.db_pool_size,
+                checkout_timeout: self.db_timeout.into(),
+                connect_timeout: self.db_timeout.into(),
+                statement_timeout: self.db_statement_timeout.into(),
+            },
+            password: self.password.params(),
+            max_concurrent_hashes: self.password.max_concurrent(),
+            pictures: PictureConfig {
+                max_bytes: self.max_picture_bytes,
+                max_dimension: self.max_picture_dimension,
+                stored_dimension: self.picture_size,
+            },
+            session_ttl: self.session_ttl.into(),
+            device_ttl: self.device_token_ttl.into(),
+            throttle: self.throttle.config(),
+            server: ServerConfig {
+                workers: self.workers as usize,
+                idle_timeout: self.idle_timeout.into(),
+                io_timeout: self.io_timeout.into(),
+                max_frame_len: self.max_frame_len,
+            },
+            ..Settings::new(&self.database_url)
+        }
+    }
+}
+
 fn main() {
     tcp_server::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(&args),
         Command::Migrate { database_url } => db::migrate(&database_url).map(|applied| {
             log::info!("applied {applied} migration(s)");
         }),
-        Command::Seed(args) => seed(args),
+        Command::Seed(args) => seed(&args),
     };
     if let Err(error) = result {
         log::error!("{error:#}");
@@ -262,12 +288,16 @@ fn main() {
     }
 }
 
-fn seed(args: SeedArgs) -> anyhow::Result<()> {
+fn seed(args: &SeedArgs) -> anyhow::Result<()> {
     let secrets = args.pepper.load()?;
-    let hasher = args.password.hasher(&secrets)?;
+    let hasher = Hasher::new(
+        args.password.params(),
+        secrets.pepper,
+        args.password.max_concurrent(),
+    )?;
     db::migrate(&args.database_url)?;
     let progress = std::io::stderr().is_terminal();
-    let threads = args.threads.unwrap_or_else(cores);
+    let threads = args.threads.unwrap_or_else(settings::cores);
     let started = std::time::Instant::now();
     let report =
         tcp_server::seed::seed(&args.database_url, args.users, &hasher, threads, progress)?;
@@ -280,96 +310,42 @@ fn seed(args: SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings();
     let secrets = args.pepper.load()?;
     if args.migrate {
-        let applied = db::migrate(&args.database_url)?;
+        let applied = db::migrate(&settings.database_url)?;
         log::info!("applied {applied} migration(s)");
     }
-    let hasher = args.password.hasher(&secrets)?;
-    let db = Db::new(
-        &args.database_url,
-        &DbConfig {
-            pool_size: args.db_pool_size,
-            checkout_timeout: args.db_timeout,
-            connect_timeout: args.db_timeout,
-            statement_timeout: args.db_statement_timeout,
-        },
-    )?;
+    let ctx = Context::new(&settings, &secrets)?;
     // Start regardless, so the servers can come up in any order; readiness follows the
     // database (see tcp-server/README.md, "Start-up without the database").
-    match db.check() {
+    match ctx.db.check() {
         Ok(()) => log::info!("the database answers"),
         Err(error) => log::warn!(
             "{error}; serving anyway: requests get Unavailable and Ping reports not ready \
              until the database answers"
         ),
     }
-    let ctx = Arc::new(Context {
-        db,
-        hasher,
-        tokens: TokenKey::new(secrets.token_key),
-        pictures: Pictures::new(
-            PictureConfig {
-                max_bytes: args.max_picture_bytes,
-                max_dimension: args.max_picture_dimension,
-                stored_dimension: args.picture_size,
-            },
-            cores(),
-        ),
-        session_ttl: args.session_ttl,
-        devices: DeviceKey::new(secrets.device_key),
-        device_ttl: args.device_token_ttl,
-        stats: Stats::default(),
-        throttle: Throttle::new(&args.throttle.config()),
-    });
-    let janitor = Arc::clone(&ctx);
-    thread::Builder::new()
-        .name("janitor".to_owned())
-        .spawn(move || {
-            loop {
-                thread::sleep(Duration::from_secs(600));
-                match tcp_server::ops::prune_revocations(&janitor) {
-                    Ok(0) => {}
-                    Ok(pruned) => log::info!("pruned {pruned} expired session revocations"),
-                    Err(error) => log::warn!("pruning session revocations: {error}"),
-                }
-            }
-        })?;
-    let listener = bind(args.listen)?;
-    let shutdown = Shutdown::new(&listener)?;
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
-    let on_signal = shutdown.clone();
-    thread::Builder::new()
-        .name("signals".to_owned())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                log::info!("signal {signal}: stopping after in-flight requests");
-                on_signal.trigger();
-            }
-            if let Some(signal) = signals.next() {
-                log::warn!("signal {signal} again: exiting without waiting");
-                std::process::exit(1);
-            }
-        })?;
-    let config = ServerConfig {
-        workers: args.workers as usize,
-        idle_timeout: args.idle_timeout,
-        io_timeout: args.io_timeout,
-        max_frame_len: args.max_frame_len,
+    let listeners = Listeners {
+        protocol: bind(args.listen, 1024)?,
+        admin: bind(args.admin_listen, 64)?,
     };
-    server::run(listener, config, ctx, shutdown).context("serving")
+    let shutdown = Shutdown::new();
+    shutdown
+        .stop_on_signals()
+        .context("installing signal handlers")?;
+    server::run(listeners, &settings.server, Arc::new(ctx), shutdown).context("serving")
 }
 
 /// A listener with a deep accept backlog, so bursts of connections queue in the kernel rather
 /// than being refused.
-fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+fn bind(address: SocketAddr, backlog: i32) -> anyhow::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket
         .bind(&address.into())
         .with_context(|| format!("binding {address}"))?;
-    socket.listen(1024)?;
+    socket.listen(backlog)?;
     Ok(socket.into())
 }

@@ -18,6 +18,22 @@ pub struct PasswordParams {
     pub parallelism: u32,
 }
 
+impl PasswordParams {
+    /// The defaults: the strongest setting that leaves two cores room for the rest of 10,000
+    /// logins a second (see the README's table).
+    pub const DEFAULT: PasswordParams = PasswordParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+}
+
+impl Default for PasswordParams {
+    fn default() -> Self {
+        PasswordParams::DEFAULT
+    }
+}
+
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {

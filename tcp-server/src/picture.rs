@@ -20,13 +20,18 @@ pub struct PictureConfig {
     pub stored_dimension: u32,
 }
 
+impl PictureConfig {
+    /// The defaults, which the command line shares.
+    pub const DEFAULT: PictureConfig = PictureConfig {
+        max_bytes: 2 * 1024 * 1024,
+        max_dimension: 4096,
+        stored_dimension: 512,
+    };
+}
+
 impl Default for PictureConfig {
     fn default() -> Self {
-        PictureConfig {
-            max_bytes: 2 * 1024 * 1024,
-            max_dimension: 4096,
-            stored_dimension: 512,
-        }
+        PictureConfig::DEFAULT
     }
 }
 

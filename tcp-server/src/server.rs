@@ -5,16 +5,17 @@
 //! client hangs silently.
 
 use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown as SocketShutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown as SocketShutdown, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TrySendError};
 use proto::{Deadline, ErrorCode, ErrorReply, ReadError, Request, Response};
+use service::Shutdown;
 
+use crate::admin;
 use crate::ops::{self, Context};
 
 /// How often a worker waiting for the next request looks at the shutdown flag and the idle
@@ -34,56 +35,49 @@ pub struct ServerConfig {
     pub max_frame_len: u32,
 }
 
-/// Asks a running server to stop: it stops accepting, lets every worker finish the request it
-/// is serving, closes the connections and returns.
-#[derive(Clone)]
-pub struct Shutdown {
-    requested: Arc<AtomicBool>,
-    wake: SocketAddr,
+impl ServerConfig {
+    /// The defaults, which the command line shares.
+    pub const DEFAULT: ServerConfig = ServerConfig {
+        workers: 256,
+        idle_timeout: Duration::from_secs(60),
+        io_timeout: Duration::from_secs(10),
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    };
 }
 
-impl Shutdown {
-    /// A handle for the server listening on `listener`.
-    pub fn new(listener: &TcpListener) -> io::Result<Self> {
-        Ok(Shutdown {
-            requested: Arc::new(AtomicBool::new(false)),
-            wake: listener.local_addr()?,
-        })
-    }
-
-    /// The flag a signal handler sets (see `signal_hook::flag::register`).
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.requested)
-    }
-
-    /// Requests the stop, and wakes the acceptor.
-    pub fn trigger(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-        self.wake_acceptor();
-    }
-
-    /// Whether a stop was requested.
-    pub fn requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
-    }
-
-    /// The acceptor blocks in `accept`; a connection to itself wakes it to see the flag.
-    pub fn wake_acceptor(&self) {
-        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::DEFAULT
     }
 }
 
-/// Serves until `shutdown` is triggered, then returns once every worker has finished.
+/// The two listeners: the protocol's (http-server's connections) and the operator's (metrics
+/// and health checks over HTTP; keep it on loopback or a private network).
+pub struct Listeners {
+    /// The protocol listener.
+    pub protocol: TcpListener,
+    /// The admin listener.
+    pub admin: TcpListener,
+}
+
+/// How often the janitor forgets revocations of sessions that have expired anyway.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Serves until `shutdown` is triggered, then returns once every worker has finished: the
+/// protocol on its listener, the metrics on the admin listener, and the janitor that keeps the
+/// revocation table small.
 pub fn run(
-    listener: TcpListener,
-    config: ServerConfig,
+    listeners: Listeners,
+    config: &ServerConfig,
     ctx: Arc<Context>,
     shutdown: Shutdown,
 ) -> io::Result<()> {
+    let listener = listeners.protocol;
+    let address = listener.local_addr()?;
     // Below the bound some worker is free or just finishing, so a queued connection waits
     // microseconds; the capacity equals the bound, so a send never blocks the acceptor.
     let (handoff, connections) = crossbeam_channel::bounded::<TcpStream>(config.workers);
-    let mut workers = Vec::with_capacity(config.workers);
+    let mut threads = Vec::with_capacity(config.workers + 3);
     for index in 0..config.workers {
         let (connections, config, ctx, shutdown) = (
             connections.clone(),
@@ -91,25 +85,51 @@ pub fn run(
             Arc::clone(&ctx),
             shutdown.clone(),
         );
-        workers.push(
+        threads.push(
             thread::Builder::new()
                 .name(format!("worker-{index}"))
                 .spawn(move || work(&connections, &config, &ctx, &shutdown))?,
         );
     }
-    log::info!(
-        "serving on {} with {} workers",
-        listener.local_addr()?,
-        config.workers
+    threads.push(admin::start(
+        listeners.admin,
+        Arc::clone(&ctx),
+        shutdown.clone(),
+    )?);
+    let (janitor, stop) = (Arc::clone(&ctx), shutdown.clone());
+    threads.push(
+        thread::Builder::new()
+            .name("janitor".to_owned())
+            .spawn(move || {
+                while !stop.wait_timeout(PRUNE_EVERY) {
+                    match ops::prune_revocations(&janitor) {
+                        Ok(0) => {}
+                        Ok(pruned) => log::info!("pruned {pruned} expired session revocations"),
+                        Err(error) => log::warn!("pruning session revocations: {error}"),
+                    }
+                }
+            })?,
     );
-    accept(&listener, &handoff, &config, &ctx, &shutdown);
+    // The acceptor blocks in `accept`: once the stop is requested, a connection to itself
+    // wakes it to see that.
+    let waker = shutdown.clone();
+    threads.push(
+        thread::Builder::new()
+            .name("waker".to_owned())
+            .spawn(move || {
+                waker.wait();
+                let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+            })?,
+    );
+    log::info!("serving on {address} with {} workers", config.workers);
+    accept(&listener, &handoff, config, &ctx, &shutdown);
     // Closed before the drain, so a connection arriving now is refused by the kernel instead
     // of being completed and never served.
     drop(listener);
     drop(handoff);
-    for worker in workers {
-        if worker.join().is_err() {
-            log::error!("a worker thread panicked");
+    for thread in threads {
+        if thread.join().is_err() {
+            log::error!("a server thread panicked");
         }
     }
     log::info!("stopped");
@@ -141,23 +161,19 @@ fn accept(
             continue;
         }
         // Only this thread adds to the count, so checking then adding cannot overshoot.
-        let active = ctx.stats.connections_active.load(Ordering::SeqCst);
+        let active = ctx.metrics.connections_active.get();
         if active >= config.workers as i64 {
-            ctx.stats
-                .connections_refused
-                .fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.connections_refused.inc();
             refuse_busy(stream);
             continue;
         }
-        ctx.stats.connections_active.fetch_add(1, Ordering::SeqCst);
+        ctx.metrics.connections_active.inc();
         match handoff.try_send(stream) {
             Ok(()) => {
-                ctx.stats
-                    .connections_accepted
-                    .fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.connections_accepted.inc();
             }
             Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
-                ctx.stats.connections_active.fetch_sub(1, Ordering::SeqCst);
+                ctx.metrics.connections_active.dec();
                 refuse_busy(stream);
             }
         }
@@ -199,7 +215,7 @@ fn work(
             log::error!("a connection's handling panicked; the connection was closed");
         }
         // Counted up by the acceptor when it handed the connection over.
-        ctx.stats.connections_active.fetch_sub(1, Ordering::SeqCst);
+        ctx.metrics.connections_active.dec();
     }
 }
 
@@ -240,7 +256,7 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
         let frame = match frame {
             Ok(frame) => frame,
             Err(ReadError::Decode(error)) => {
-                ctx.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.protocol_errors.inc();
                 log::debug!("closing a connection after an invalid frame: {error}");
                 let reply = Response::Error(ErrorReply::new(error.reply_code(), error.to_string()));
                 let _ = proto::write_frame(
@@ -258,10 +274,10 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
             }
         };
         let started = Instant::now();
-        let kind = frame.message.kind();
+        let name = frame.message.name();
         let response = answer(ctx, frame.message);
         let failed = matches!(response, Response::Error(_));
-        ctx.stats.record(kind, started.elapsed(), failed);
+        ctx.metrics.record(name, started.elapsed(), failed);
         let mut writer = Deadline::after(&stream, config.io_timeout);
         if proto::write_frame(&mut writer, frame.request_id, &response, &mut write_buf).is_err() {
             return;

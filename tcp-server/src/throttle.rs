@@ -701,8 +701,14 @@ mod tests {
         for second in 0..3 {
             assert!(fail(&t, "alice", "10.0.0.1", None, second * SECOND));
         }
-        let refusal = t.begin_login_at("alice", Some("10.0.0.1"), None, 2 * SECOND).unwrap_err();
-        assert_eq!(refusal.retry_after, Duration::from_secs(60), "the lockout, not the drain");
+        let refusal = t
+            .begin_login_at("alice", Some("10.0.0.1"), None, 2 * SECOND)
+            .unwrap_err();
+        assert_eq!(
+            refusal.retry_after,
+            Duration::from_secs(60),
+            "the lockout, not the drain"
+        );
     }
 
     #[test]

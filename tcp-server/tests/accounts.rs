@@ -10,21 +10,21 @@ use tcp_server::password::PasswordParams;
 use crate::support::{FAST, TestServer, context, unique_name};
 
 fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
-    Request::Register {
+    Request::Register(proto::Register {
         username: name.to_owned(),
         password: Secret::new(password),
         nickname: nickname.map(str::to_owned),
         client: None,
-    }
+    })
 }
 
 fn login(name: &str, password: &str) -> Request {
-    Request::Login {
+    Request::Login(proto::Login {
         username: name.to_owned(),
         password: Secret::new(password),
         client: None,
         device: None,
-    }
+    })
 }
 
 fn error_code(response: &Response) -> Option<ErrorCode> {
@@ -36,7 +36,7 @@ fn error_code(response: &Response) -> Option<ErrorCode> {
 
 fn logged_in(response: Response) -> Session {
     match response {
-        Response::LoggedIn(session) => session,
+        Response::Login(session) => session,
         other => panic!("expected a session, got {other:?}"),
     }
 }
@@ -46,7 +46,7 @@ fn register_then_log_in_and_read_the_profile() {
     let server = TestServer::start(4);
     let mut client = server.client();
     let name = unique_name("Alice.");
-    let Response::Registered(profile) = client.call(register(&name, "correct horse", None)) else {
+    let Response::Register(profile) = client.call(register(&name, "correct horse", None)) else {
         panic!("registration failed");
     };
     assert_eq!(profile.username, name);
@@ -65,10 +65,10 @@ fn register_then_log_in_and_read_the_profile() {
         .as_secs() as i64;
     assert!((now + 3590..=now + 3610).contains(&session.expires_at));
 
-    let me = client.call(Request::GetProfile {
+    let me = client.call(Request::GetProfile(proto::GetProfile {
         token: session.token.clone(),
-    });
-    assert_eq!(me, Response::Profile(profile));
+    }));
+    assert_eq!(me, Response::GetProfile(profile));
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn registration_rules_are_enforced() {
         assert_eq!(error_code(&response), Some(expected), "{request:?}");
     }
     // None of the refused attempts created the account.
-    let Response::Registered(profile) =
+    let Response::Register(profile) =
         client.call(register(&name, "пароль🔑пароль", Some("  Zoë 🎉 山田 ")))
     else {
         panic!("a valid registration failed");
@@ -144,7 +144,7 @@ fn usernames_are_unique_without_regard_to_case_even_under_a_race() {
     });
     let created = outcomes
         .iter()
-        .filter(|r| matches!(r, Response::Registered(_)))
+        .filter(|r| matches!(r, Response::Register(_)))
         .count();
     let taken = outcomes
         .iter()
@@ -171,21 +171,21 @@ fn unknown_user_and_wrong_password_get_the_same_answer() {
 }
 
 fn login_from(name: &str, password: &str, client: &str) -> Request {
-    Request::Login {
+    Request::Login(proto::Login {
         username: name.to_owned(),
         password: Secret::new(password),
         client: Some(client.to_owned()),
         device: None,
-    }
+    })
 }
 
 fn login_with_device(name: &str, password: &str, client: &str, device: &Secret) -> Request {
-    Request::Login {
+    Request::Login(proto::Login {
         username: name.to_owned(),
         password: Secret::new(password),
         client: Some(client.to_owned()),
         device: Some(device.clone()),
-    }
+    })
 }
 
 #[test]
@@ -314,21 +314,21 @@ fn logout_revokes_exactly_that_session() {
     let second = logged_in(client.call(login(&name, "correct horse")));
     assert_ne!(first.token, second.token);
 
-    let logout = client.call(Request::Logout {
+    let logout = client.call(Request::Logout(proto::Logout {
         token: first.token.clone(),
-    });
-    assert_eq!(logout, Response::LoggedOut);
+    }));
+    assert_eq!(logout, Response::Logout(()));
     for request in [
-        Request::GetProfile {
+        Request::GetProfile(proto::GetProfile {
             token: first.token.clone(),
-        },
-        Request::Logout {
+        }),
+        Request::Logout(proto::Logout {
             token: first.token.clone(),
-        },
-        Request::UpdateNickname {
+        }),
+        Request::UpdateNickname(proto::UpdateNickname {
             token: first.token.clone(),
             nickname: "revoked".to_owned(),
-        },
+        }),
     ] {
         let response = client.call(request.clone());
         assert_eq!(
@@ -337,10 +337,10 @@ fn logout_revokes_exactly_that_session() {
             "{request:?}"
         );
     }
-    let still = client.call(Request::GetProfile {
+    let still = client.call(Request::GetProfile(proto::GetProfile {
         token: second.token.clone(),
-    });
-    assert!(matches!(still, Response::Profile(_)), "{still:?}");
+    }));
+    assert!(matches!(still, Response::GetProfile(_)), "{still:?}");
 }
 
 #[test]
@@ -361,9 +361,9 @@ fn tampered_malformed_and_foreign_tokens_are_refused() {
         &token[..token.len() - 1],
         &"A".repeat(4096),
     ] {
-        let response = client.call(Request::GetProfile {
+        let response = client.call(Request::GetProfile(proto::GetProfile {
             token: Secret::new(bad),
-        });
+        }));
         assert_eq!(
             error_code(&response),
             Some(ErrorCode::Unauthorized),
@@ -380,9 +380,9 @@ fn an_expired_session_is_refused() {
     client.call(register(&name, "correct horse", None));
     let session = logged_in(client.call(login(&name, "correct horse")));
     thread::sleep(Duration::from_millis(2_100));
-    let response = client.call(Request::GetProfile {
+    let response = client.call(Request::GetProfile(proto::GetProfile {
         token: session.token,
-    });
+    }));
     assert_eq!(error_code(&response), Some(ErrorCode::Unauthorized));
 }
 
@@ -393,12 +393,14 @@ fn the_nickname_can_be_changed_under_the_same_rules() {
     let name = unique_name("frank");
     client.call(register(&name, "correct horse", None));
     let session = logged_in(client.call(login(&name, "correct horse")));
-    let update = |nickname: &str| Request::UpdateNickname {
-        token: session.token.clone(),
-        nickname: nickname.to_owned(),
+    let update = |nickname: &str| {
+        Request::UpdateNickname(proto::UpdateNickname {
+            token: session.token.clone(),
+            nickname: nickname.to_owned(),
+        })
     };
     let response = client.call(update(" 🦀 Ferris "));
-    let Response::NicknameUpdated(Profile { nickname, .. }) = response else {
+    let Response::UpdateNickname(Profile { nickname, .. }) = response else {
         panic!("{response:?}");
     };
     assert_eq!(nickname, "🦀 Ferris");
@@ -406,9 +408,9 @@ fn the_nickname_can_be_changed_under_the_same_rules() {
         error_code(&client.call(update(""))),
         Some(ErrorCode::InvalidNickname)
     );
-    let Response::Profile(profile) = client.call(Request::GetProfile {
+    let Response::GetProfile(profile) = client.call(Request::GetProfile(proto::GetProfile {
         token: session.token.clone(),
-    }) else {
+    })) else {
         panic!("profile");
     };
     assert_eq!(
@@ -447,28 +449,41 @@ fn a_password_hashed_with_old_parameters_is_rehashed_at_login() {
 }
 
 #[test]
-fn requests_are_counted_in_the_stats() {
+fn requests_are_counted_in_the_metrics_on_the_admin_listener() {
     let server = TestServer::start(4);
     let mut client = server.client();
     client.call(login(&unique_name("nobody"), "correct horse"));
-    let Response::Stats(samples) = client.call(Request::Stats) else {
-        panic!("stats");
-    };
-    let value = |name: &str, kind: &str| {
-        samples
-            .iter()
-            .find(|s| s.name == name && s.labels.iter().any(|(k, v)| k == "kind" && v == kind))
-            .map(|s| s.value)
-    };
-    assert_eq!(value("gatehouse_tcp_requests_total", "login"), Some(1.0));
+    let metrics = testkit::scrape(server.admin);
+    let login = [("kind", "login")];
     assert_eq!(
-        value("gatehouse_tcp_request_errors_total", "login"),
+        testkit::metric(&metrics, "gatehouse_tcp_requests_total", &login),
         Some(1.0)
     );
+    assert_eq!(
+        testkit::metric(&metrics, "gatehouse_tcp_request_errors_total", &login),
+        Some(1.0)
+    );
+    assert_eq!(
+        testkit::metric(&metrics, "gatehouse_tcp_request_duration_seconds", &login),
+        Some(1.0),
+        "one observation in the latency histogram"
+    );
     assert!(
-        samples
-            .iter()
-            .any(|s| s.name == "gatehouse_db_pool_connections")
+        testkit::metric(
+            &metrics,
+            "gatehouse_db_pool_connections",
+            &[("state", "max")]
+        )
+        .is_some()
+    );
+    assert_eq!(
+        testkit::metric(
+            &metrics,
+            "gatehouse_tcp_throttle_entries",
+            &[("table", "accounts")]
+        ),
+        Some(1.0),
+        "the failure is counted"
     );
 }
 

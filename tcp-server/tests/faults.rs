@@ -53,17 +53,19 @@ fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up()
     let mut client = server.client();
 
     let started = Instant::now();
-    let Response::Error(not_ready) = client.call(Request::Ping) else {
+    let Response::Error(not_ready) = client.call(Request::Ping(proto::Ping)) else {
         panic!("Ping answered Pong without a database");
     };
     assert_eq!(not_ready.code, ErrorCode::Unavailable);
     assert!(not_ready.retry_after_ms > 0);
     let name = unique_name("late");
-    let register = || Request::Register {
-        username: name.clone(),
-        password: Secret::new("correct horse"),
-        nickname: None,
-        client: None,
+    let register = || {
+        Request::Register(proto::Register {
+            username: name.clone(),
+            password: Secret::new("correct horse"),
+            nickname: None,
+            client: None,
+        })
     };
     let Response::Error(refused) = client.call(register()) else {
         panic!("registered without a database");
@@ -77,16 +79,16 @@ fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up()
     // The database comes up: the same server, same connection, serves without a restart.
     relay(TcpListener::bind(port).unwrap(), database_addr(&real));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.call(Request::Ping) != Response::Pong {
+    while client.call(Request::Ping(proto::Ping)) != Response::Ping(()) {
         assert!(Instant::now() < deadline, "never became ready");
         thread::sleep(Duration::from_millis(50));
     }
-    assert!(matches!(client.call(register()), Response::Registered(_)));
-    let login = client.call(Request::Login {
+    assert!(matches!(client.call(register()), Response::Register(_)));
+    let login = client.call(Request::Login(proto::Login {
         username: name,
         password: Secret::new("correct horse"),
         client: None,
         device: None,
-    });
-    assert!(matches!(login, Response::LoggedIn(_)), "{login:?}");
+    }));
+    assert!(matches!(login, Response::Login(_)), "{login:?}");
 }

@@ -23,28 +23,28 @@ fn gradient(width: u32, height: u32) -> DynamicImage {
 fn signed_in(server: &TestServer) -> (Client, Secret) {
     let mut client = server.client();
     let name = unique_name("pic");
-    client.call(Request::Register {
+    client.call(Request::Register(proto::Register {
         username: name.clone(),
         password: Secret::new("correct horse"),
         nickname: None,
         client: None,
-    });
-    let Response::LoggedIn(session) = client.call(Request::Login {
+    }));
+    let Response::Login(session) = client.call(Request::Login(proto::Login {
         username: name,
         password: Secret::new("correct horse"),
         client: None,
         device: None,
-    }) else {
+    })) else {
         panic!("login failed");
     };
     (client, session.token)
 }
 
 fn set(client: &mut Client, token: &Secret, image: Vec<u8>) -> Response {
-    client.call(Request::SetPicture {
+    client.call(Request::SetPicture(proto::SetPicture {
         token: token.clone(),
         image,
-    })
+    }))
 }
 
 fn error_code(response: &Response) -> Option<ErrorCode> {
@@ -55,19 +55,19 @@ fn error_code(response: &Response) -> Option<ErrorCode> {
 }
 
 fn fetch(client: &mut Client, key: &str) -> Response {
-    client.call(Request::GetPicture {
+    client.call(Request::GetPicture(proto::GetPicture {
         key: key.to_owned(),
-    })
+    }))
 }
 
 /// Uploads, checks the profile points at the new picture, and returns what is served for it.
 fn upload_and_fetch(client: &mut Client, token: &Secret, upload: Vec<u8>) -> (String, Picture) {
     let response = set(client, token, upload);
-    let Response::PictureSet(profile) = response else {
+    let Response::SetPicture(profile) = response else {
         panic!("upload refused: {response:?}");
     };
     let key = profile.picture.expect("the profile names its picture");
-    let Response::Picture(picture) = fetch(client, &key) else {
+    let Response::GetPicture(picture) = fetch(client, &key) else {
         panic!("the new picture is not served");
     };
     (key, picture)
@@ -86,7 +86,9 @@ fn a_png_is_stored_shrunk_and_served_with_its_format() {
         (512, 307),
         "fits 512x512, aspect kept"
     );
-    let Response::Profile(profile) = client.call(Request::GetProfile { token }) else {
+    let Response::GetProfile(profile) =
+        client.call(Request::GetProfile(proto::GetProfile { token }))
+    else {
         panic!("profile");
     };
     assert_eq!(profile.picture, Some(key));
@@ -162,7 +164,9 @@ fn bad_uploads_get_their_error_and_change_nothing() {
             "case {index}: {response:?}"
         );
     }
-    let Response::Profile(profile) = client.call(Request::GetProfile { token }) else {
+    let Response::GetProfile(profile) =
+        client.call(Request::GetProfile(proto::GetProfile { token }))
+    else {
         panic!("profile");
     };
     assert_eq!(
@@ -206,7 +210,7 @@ fn two_uploads_of_one_account_at_once_leave_a_picture_that_is_served() {
     let mut other = server.client();
     for round in 0..200 {
         // A is stored (and current) before each round.
-        let Response::PictureSet(_) = set(&mut client, &token, a.clone()) else {
+        let Response::SetPicture(_) = set(&mut client, &token, a.clone()) else {
             panic!("round {round}: setting A failed");
         };
         let barrier = std::sync::Barrier::new(2);
@@ -221,18 +225,18 @@ fn two_uploads_of_one_account_at_once_leave_a_picture_that_is_served() {
         });
         for response in [&first, &second] {
             assert!(
-                matches!(response, Response::PictureSet(_)),
+                matches!(response, Response::SetPicture(_)),
                 "round {round}: {response:?}"
             );
         }
-        let Response::Profile(profile) = client.call(Request::GetProfile {
+        let Response::GetProfile(profile) = client.call(Request::GetProfile(proto::GetProfile {
             token: token.clone(),
-        }) else {
+        })) else {
             panic!("round {round}: no profile");
         };
         let key = profile.picture.expect("a picture is set");
         assert!(
-            matches!(fetch(&mut client, &key), Response::Picture(_)),
+            matches!(fetch(&mut client, &key), Response::GetPicture(_)),
             "round {round}: the profile names {key}, which is not served"
         );
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proto::{ErrorCode, Request, Response, VERSION, kind};
+use proto::{ErrorCode, Operation, Request, Response, VERSION};
 
 use crate::support::{Client, TestServer, header};
 
@@ -31,18 +31,21 @@ fn expect_error_and_close(server: &TestServer, bytes: &[u8], code: ErrorCode, re
 fn invalid_frames_get_a_typed_error_and_a_close_while_others_are_served() {
     let server = TestServer::start(8);
     let mut bystander = server.client();
-    assert_eq!(bystander.call(Request::Ping), Response::Pong);
+    assert_eq!(
+        bystander.call(Request::Ping(proto::Ping)),
+        Response::Ping(())
+    );
 
     expect_error_and_close(&server, b"GET / HTTP/1.1\r\n\r\n", ErrorCode::Malformed, 0);
     expect_error_and_close(
         &server,
-        &header(VERSION, kind::PING, 7, u32::MAX),
+        &header(VERSION, proto::Ping::KIND, 7, u32::MAX),
         ErrorCode::Malformed,
         7,
     );
     expect_error_and_close(
         &server,
-        &header(VERSION + 1, kind::PING, 8, 0),
+        &header(VERSION + 1, proto::Ping::KIND, 8, 0),
         ErrorCode::UnsupportedVersion,
         8,
     );
@@ -52,13 +55,13 @@ fn invalid_frames_get_a_typed_error_and_a_close_while_others_are_served() {
         ErrorCode::Malformed,
         9,
     );
-    let mut garbage_body = header(VERSION, kind::LOGIN, 10, 3);
+    let mut garbage_body = header(VERSION, proto::Login::KIND, 10, 3);
     garbage_body.extend_from_slice(&[0xFF, 0xFF, 0xFF]);
     expect_error_and_close(&server, &garbage_body, ErrorCode::Malformed, 10);
 
     assert_eq!(
-        bystander.call(Request::Ping),
-        Response::Pong,
+        bystander.call(Request::Ping(proto::Ping)),
+        Response::Ping(()),
         "others keep being served"
     );
 }
@@ -68,12 +71,12 @@ fn a_client_that_stops_mid_frame_does_not_disturb_the_server() {
     let server = TestServer::start(4);
     {
         let mut quitter = server.client();
-        let mut partial = header(VERSION, kind::LOGIN, 1, 100);
+        let mut partial = header(VERSION, proto::Login::KIND, 1, 100);
         partial.extend_from_slice(&[0; 10]);
         quitter.send_raw(&partial);
     }
     let mut client = server.client();
-    assert_eq!(client.call(Request::Ping), Response::Pong);
+    assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
 }
 
 #[test]
@@ -81,7 +84,7 @@ fn connections_past_the_bound_get_busy_at_once() {
     let server = TestServer::start(2);
     let mut held: Vec<Client> = (0..2).map(|_| server.client()).collect();
     for client in &mut held {
-        assert_eq!(client.call(Request::Ping), Response::Pong);
+        assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
     }
     let mut extra = server.client();
     let frame = extra.read();
@@ -108,7 +111,7 @@ fn connections_past_the_bound_get_busy_at_once() {
                     .stream
                     .set_read_timeout(Some(Duration::from_secs(10)))
                     .unwrap();
-                assert_eq!(client.call(Request::Ping), Response::Pong);
+                assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
                 break;
             }
             Ok(_) => {
@@ -123,7 +126,7 @@ fn connections_past_the_bound_get_busy_at_once() {
 fn shutdown_stops_an_idle_server_promptly() {
     let server = TestServer::start(4);
     let mut idle = server.client();
-    assert_eq!(idle.call(Request::Ping), Response::Pong);
+    assert_eq!(idle.call(Request::Ping(proto::Ping)), Response::Ping(()));
     let started = std::time::Instant::now();
     server.stop();
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -139,7 +142,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
         crate::support::context(crate::support::FAST, Duration::from_secs(60)),
     );
     let mut client = server.client();
-    assert_eq!(client.call(Request::Ping), Response::Pong);
+    assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
     let started = std::time::Instant::now();
     assert!(client.is_closed_by_server());
     let waited = started.elapsed();
@@ -149,5 +152,5 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     );
     // The worker is free again for someone else.
     let mut next = server.client();
-    assert_eq!(next.call(Request::Ping), Response::Pong);
+    assert_eq!(next.call(Request::Ping(proto::Ping)), Response::Ping(()));
 }

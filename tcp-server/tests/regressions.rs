@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::{Client as PgClient, NoTls};
-use proto::{ErrorCode, HEADER_LEN, Request, Response, Secret, VERSION, kind};
+use proto::{ErrorCode, HEADER_LEN, Operation, Request, Response, Secret, VERSION};
 use tcp_server::db::DbError;
 use tcp_server::ops::{self, Context};
 use tcp_server::password::{Hasher, PasswordParams};
@@ -40,27 +40,27 @@ fn signed_in(ctx: &Context) -> Secret {
     let name = unique_name("rev");
     let registered = ops::handle(
         ctx,
-        Request::Register {
+        Request::Register(proto::Register {
             username: name.clone(),
             password: Secret::new("correct horse"),
             nickname: None,
             client: None,
-        },
+        }),
     );
     assert!(
-        matches!(registered, Response::Registered(_)),
+        matches!(registered, Response::Register(_)),
         "{registered:?}"
     );
     match ops::handle(
         ctx,
-        Request::Login {
+        Request::Login(proto::Login {
             username: name,
             password: Secret::new("correct horse"),
             client: None,
             device: None,
-        },
+        }),
     ) {
-        Response::LoggedIn(session) => session.token,
+        Response::Login(session) => session.token,
         other => panic!("{other:?}"),
     }
 }
@@ -70,7 +70,13 @@ fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    proto::write_frame(&mut stream, 77, &Request::Ping, &mut Vec::new()).unwrap();
+    proto::write_frame(
+        &mut stream,
+        77,
+        &Request::Ping(proto::Ping),
+        &mut Vec::new(),
+    )
+    .unwrap();
     proto::read_frame(&mut stream, &mut Vec::new(), proto::DEFAULT_MAX_FRAME_LEN).unwrap()
 }
 
@@ -80,7 +86,7 @@ fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
 fn a_trickling_client_cannot_hold_a_worker_past_the_io_timeout() {
     let config = server_config(1, Duration::from_secs(30), Duration::from_secs(1));
     let server = TestServer::start_config(config, context(FAST, Duration::from_secs(60)));
-    let mut frame = header(VERSION, kind::LOGIN, 1, 1_000);
+    let mut frame = header(VERSION, proto::Login::KIND, 1, 1_000);
     frame.resize(HEADER_LEN + 1_000, 0);
     let mut slow = TcpStream::connect(server.addr).unwrap();
     let started = Instant::now();
@@ -96,7 +102,7 @@ fn a_trickling_client_cannot_hold_a_worker_past_the_io_timeout() {
     drop(slow);
     assert_eq!(
         reply.message,
-        Response::Pong,
+        Response::Ping(()),
         "{sent} bytes trickled over {:?} still hold the worker",
         started.elapsed()
     );
@@ -119,7 +125,8 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
             let (mut read_buf, mut write_buf) = (Vec::new(), Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if proto::write_frame(&mut stream, 1, &Request::Ping, &mut write_buf).is_err()
+                if proto::write_frame(&mut stream, 1, &Request::Ping(proto::Ping), &mut write_buf)
+                    .is_err()
                     || proto::read_frame::<_, Response>(
                         &mut stream,
                         &mut read_buf,
@@ -158,7 +165,7 @@ fn connections_arriving_during_the_drain_are_refused_not_left_hanging() {
     // A half-sent request holds a worker, so the drain lasts.
     let mut stuck = TcpStream::connect(server.addr).unwrap();
     stuck
-        .write_all(&header(VERSION, kind::LOGIN, 1, 100))
+        .write_all(&header(VERSION, proto::Login::KIND, 1, 100))
         .unwrap();
     thread::sleep(Duration::from_millis(300));
     server.shutdown.trigger();
@@ -204,19 +211,24 @@ fn after_a_database_restart_no_request_fails_on_a_dead_pooled_connection() {
     // Past the readiness cache (1 s): the first Ping meets the dead connections and must
     // still say ready, not pass on the first dead one's failure.
     thread::sleep(Duration::from_millis(1100));
-    assert_eq!(ops::handle(&ctx, Request::Ping), Response::Pong);
+    assert_eq!(
+        ops::handle(&ctx, Request::Ping(proto::Ping)),
+        Response::Ping(())
+    );
     let responses: Vec<Response> = (0..2)
         .map(|_| {
             ops::handle(
                 &ctx,
-                Request::GetProfile {
+                Request::GetProfile(proto::GetProfile {
                     token: token.clone(),
-                },
+                }),
             )
         })
         .collect();
     assert!(
-        responses.iter().all(|r| matches!(r, Response::Profile(_))),
+        responses
+            .iter()
+            .all(|r| matches!(r, Response::GetProfile(_))),
         "requests after the restart got {responses:?}"
     );
 }
@@ -282,12 +294,12 @@ fn a_stalled_database_gives_an_answer_not_a_hang() {
     thread::spawn(move || {
         let _ = done.send(ops::handle(
             &waiting,
-            Request::Login {
+            Request::Login(proto::Login {
                 username: "nobody_here".to_owned(),
                 password: Secret::new("whatever1"),
                 client: None,
                 device: None,
-            },
+            }),
         ));
     });
     let outcome = answered.recv_timeout(Duration::from_secs(8));
@@ -308,17 +320,17 @@ fn a_migration_that_changes_a_column_type_does_not_break_cached_statements() {
     let token = signed_in(&ctx);
     let before = ops::handle(
         &ctx,
-        Request::GetProfile {
+        Request::GetProfile(proto::GetProfile {
             token: token.clone(),
-        },
+        }),
     );
-    assert!(matches!(before, Response::Profile(_)), "{before:?}");
+    assert!(matches!(before, Response::GetProfile(_)), "{before:?}");
     PgClient::connect(&url, NoTls)
         .unwrap()
         .batch_execute("ALTER TABLE users ALTER COLUMN nickname TYPE varchar(64)")
         .unwrap();
-    let after = ops::handle(&ctx, Request::GetProfile { token });
-    assert!(matches!(after, Response::Profile(_)), "{after:?}");
+    let after = ops::handle(&ctx, Request::GetProfile(proto::GetProfile { token }));
+    assert!(matches!(after, Response::GetProfile(_)), "{after:?}");
 }
 
 /// A seed killed after its last COPY but before rebuilding the index and moving the sequence
@@ -348,15 +360,15 @@ fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
         .get(0);
     let registered = ops::handle(
         &ctx,
-        Request::Register {
+        Request::Register(proto::Register {
             username: unique_name("fresh"),
             password: Secret::new("correct horse"),
             nickname: None,
             client: None,
-        },
+        }),
     );
     assert!(
-        has_index && matches!(registered, Response::Registered(_)),
+        has_index && matches!(registered, Response::Register(_)),
         "username index present: {has_index}; registering a new name: {registered:?}"
     );
 }
@@ -413,27 +425,27 @@ fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
     let register = |username: String| {
         ops::handle(
             &ctx,
-            Request::Register {
+            Request::Register(proto::Register {
                 username,
                 password: Secret::new("correct horse"),
                 nickname: None,
                 client: None,
-            },
+            }),
         )
     };
-    assert!(matches!(register(user.clone()), Response::Registered(_)));
+    assert!(matches!(register(user.clone()), Response::Register(_)));
     let login = ops::handle(
         &ctx,
-        Request::Login {
+        Request::Login(proto::Login {
             username: user.clone(),
             password: Secret::new("correct horse"),
             client: None,
             device: None,
-        },
+        }),
     );
     let twin = register(user.to_lowercase());
     assert!(
-        matches!(login, Response::LoggedIn(_))
+        matches!(login, Response::Login(_))
             && matches!(&twin, Response::Error(e) if e.code == ErrorCode::UsernameTaken),
         "login with the registered name: {login:?}; registering its lowercase twin: {twin:?}"
     );

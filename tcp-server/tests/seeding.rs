@@ -70,14 +70,14 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
     for i in [1, 2_999, 3_000, 3_001, 7_500] {
         let response = ops::handle(
             &ctx,
-            Request::Login {
+            Request::Login(proto::Login {
                 username: seed::username(i),
                 password: Secret::new(seed::password(i)),
                 client: None,
                 device: None,
-            },
+            }),
         );
-        let Response::LoggedIn(session) = response else {
+        let Response::Login(session) = response else {
             panic!("user {i} cannot log in: {response:?}");
         };
         assert_eq!(session.profile.id, i as i64);
@@ -86,14 +86,14 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
     // A registration after seeding gets a fresh id: the sequence was moved past the seeds.
     let response = ops::handle(
         &ctx,
-        Request::Register {
+        Request::Register(proto::Register {
             username: unique_name("after"),
             password: Secret::new("correct horse"),
             nickname: None,
             client: None,
-        },
+        }),
     );
-    let Response::Registered(profile) = response else {
+    let Response::Register(profile) = response else {
         panic!("{response:?}");
     };
     assert!(profile.id > 7_500);

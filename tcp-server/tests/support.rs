@@ -2,24 +2,16 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use proto::{Request, Response};
-use tcp_server::db::{self, Db, DbConfig};
-use tcp_server::device::DeviceKey;
+use service::Shutdown;
 use tcp_server::ops::Context;
-use tcp_server::password::{Hasher, PasswordParams};
-use tcp_server::picture::{PictureConfig, Pictures};
-use tcp_server::secrets::Secrets;
-use tcp_server::server::{self, ServerConfig, Shutdown};
-use tcp_server::stats::Stats;
-use tcp_server::throttle::{Throttle, ThrottleConfig};
-use tcp_server::token::TokenKey;
-
-/// The pepper of every test context.
-pub const PEPPER: &[u8] = b"a test pepper of enough length";
+use tcp_server::password::PasswordParams;
+use tcp_server::server::{self, Listeners, ServerConfig};
+pub use testkit::{FAST, PEPPER, database_url, unique_name};
 
 /// A frame header with any field, valid or not.
 pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
@@ -30,33 +22,6 @@ pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> 
     bytes.extend_from_slice(&body_len.to_be_bytes());
     assert_eq!(bytes.len(), proto::HEADER_LEN);
     bytes
-}
-
-/// The cheapest parameters the server accepts, to keep tests fast.
-pub const FAST: PasswordParams = PasswordParams {
-    memory_kib: 64,
-    iterations: 1,
-    parallelism: 1,
-};
-
-/// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
-pub fn database_url() -> String {
-    static MIGRATED: OnceLock<String> = OnceLock::new();
-    MIGRATED
-        .get_or_init(|| {
-            let url = std::env::var("DATABASE_URL").expect(
-                "DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test, \
-                 which starts a private cluster",
-            );
-            db::migrate(&url).expect("migrating the test database (is PostgreSQL running?)");
-            url
-        })
-        .clone()
-}
-
-/// A username no other test run has used.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
 }
 
 /// A context over the test database with the given password parameters and session lifetime.
@@ -75,27 +40,12 @@ pub fn context_sized(
     session_ttl: Duration,
     pool_size: u32,
 ) -> Context {
-    let secrets = Secrets::from_pepper(PEPPER.to_vec()).unwrap();
-    Context {
-        db: Db::new(
-            url,
-            &DbConfig {
-                pool_size,
-                checkout_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(2),
-                statement_timeout: Duration::from_secs(2),
-            },
-        )
-        .unwrap(),
-        hasher: Hasher::new(params, secrets.pepper, 2).unwrap(),
-        tokens: TokenKey::new(secrets.token_key),
-        pictures: Pictures::new(PictureConfig::default(), 2),
-        session_ttl,
-        devices: DeviceKey::new(secrets.device_key),
-        device_ttl: Duration::from_secs(3600),
-        stats: Stats::default(),
-        throttle: Throttle::new(&open_throttle()),
-    }
+    let mut settings = testkit::settings();
+    settings.database_url = url.to_owned();
+    settings.db.pool_size = pool_size;
+    settings.password = params;
+    settings.session_ttl = session_ttl;
+    testkit::context_with(&settings)
 }
 
 /// Server settings for tests, with the default frame limit.
@@ -104,13 +54,15 @@ pub fn server_config(workers: usize, idle_timeout: Duration, io_timeout: Duratio
         workers,
         idle_timeout,
         io_timeout,
-        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        ..ServerConfig::DEFAULT
     }
 }
 
 /// A server running in this process; stopped and joined on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin: SocketAddr,
     pub shutdown: Shutdown,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -128,13 +80,18 @@ impl TestServer {
     }
 
     pub fn start_config(config: ServerConfig, ctx: Context) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = Shutdown::new(&listener).unwrap();
+        let listeners = Listeners {
+            protocol: TcpListener::bind("127.0.0.1:0").unwrap(),
+            admin: TcpListener::bind("127.0.0.1:0").unwrap(),
+        };
+        let addr = listeners.protocol.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
+        let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = thread::spawn(move || server::run(listener, config, Arc::new(ctx), stop));
+        let thread = thread::spawn(move || server::run(listeners, &config, Arc::new(ctx), stop));
         TestServer {
             addr,
+            admin,
             shutdown,
             thread: Some(thread),
         }
@@ -225,19 +182,5 @@ impl Client {
             std::io::Read::read(&mut self.stream, &mut byte),
             Ok(0) | Err(_)
         )
-    }
-}
-
-/// Limits for the tests that are not about them: every test of this process registers and logs
-/// in from 127.0.0.1, so the per-address limits would soon refuse them. The throttle's own tests
-/// set the limits they exercise.
-pub fn open_throttle() -> ThrottleConfig {
-    ThrottleConfig {
-        address_failures: 10_000,
-        register_burst: 10_000,
-        register_global_burst: 10_000,
-        max_accounts: 10_000,
-        max_clients: 10_000,
-        ..ThrottleConfig::default()
     }
 }

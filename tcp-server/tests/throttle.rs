@@ -17,16 +17,21 @@ use crate::support::{Client, PEPPER, database_url, unique_name};
 struct Binary {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
 }
 
 impl Binary {
     fn start() -> Binary {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (addr, admin) = (free(), free());
         let child = Command::new(env!("CARGO_BIN_EXE_tcp-server"))
             .args(["serve", "--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
             .args(["--argon2-memory-kib", "8", "--workers", "32"])
             .env("DATABASE_URL", database_url())
             .env("GATEHOUSE_PEPPER", std::str::from_utf8(PEPPER).unwrap())
@@ -35,7 +40,7 @@ impl Binary {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting tcp-server");
-        let binary = Binary { child, addr };
+        let binary = Binary { child, addr, admin };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "tcp-server did not start");
@@ -68,12 +73,12 @@ impl Drop for Binary {
 }
 
 fn login(username: &str, password: &str, client: &str, device: Option<&Secret>) -> Request {
-    Request::Login {
+    Request::Login(proto::Login {
         username: username.to_owned(),
         password: Secret::new(password),
         client: Some(client.to_owned()),
         device: device.cloned(),
-    }
+    })
 }
 
 fn code(response: &Response) -> Option<ErrorCode> {
@@ -110,15 +115,14 @@ fn a_flood_of_failed_logins_over_half_a_million_usernames_changes_nothing_for_a_
     // The owner and a control account, registered and logged in before the flood.
     let (victim, control) = (unique_name("victim"), unique_name("control"));
     for name in [&victim, &control] {
-        client.call(Request::Register {
+        client.call(Request::Register(proto::Register {
             username: name.clone(),
             password: Secret::new("correct horse"),
             nickname: None,
             client: Some(format!("192.0.2.{}", name.len())),
-        });
+        }));
     }
-    let Response::LoggedIn(owner) =
-        client.call(login(&victim, "correct horse", "198.51.100.7", None))
+    let Response::Login(owner) = client.call(login(&victim, "correct horse", "198.51.100.7", None))
     else {
         panic!("the owner could not log in");
     };
@@ -166,17 +170,13 @@ fn a_flood_of_failed_logins_over_half_a_million_usernames_changes_nothing_for_a_
     );
 
     // Every made-up name is still counted.
-    let Response::Stats(samples) = client.call(Request::Stats) else {
-        panic!("no stats");
-    };
-    let accounts = samples
-        .iter()
-        .find(|s| {
-            s.name == "gatehouse_tcp_throttle_entries"
-                && s.labels == [("table".to_owned(), "accounts".to_owned())]
-        })
-        .map(|s| s.value)
-        .unwrap();
+    let metrics = testkit::scrape(server.admin);
+    let accounts = testkit::metric(
+        &metrics,
+        "gatehouse_tcp_throttle_entries",
+        &[("table", "accounts")],
+    )
+    .expect("the throttle's fill is exported");
     assert!(accounts >= FLOOD as f64, "{accounts} accounts tracked");
 
     // The same 20 guesses on the flooded-over real account get exactly the same answers.
@@ -189,7 +189,7 @@ fn a_flood_of_failed_logins_over_half_a_million_usernames_changes_nothing_for_a_
         "198.51.100.7",
         Some(&owner.device_token),
     ));
-    assert!(matches!(reply, Response::LoggedIn(_)), "{reply:?}");
+    assert!(matches!(reply, Response::Login(_)), "{reply:?}");
 
     // Memory: the growth stays within the tables' bound, allocated at start.
     let bound = Throttle::memory_bound(&ThrottleConfig::DEFAULT) as u64;

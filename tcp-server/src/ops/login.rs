@@ -2,9 +2,7 @@
 //! the database once and writes nothing, except to re-hash a password stored with outdated
 //! parameters. Attempts are throttled (`crate::throttle`), a recognised device on its own.
 
-use std::sync::atomic::Ordering;
-
-use proto::{ErrorCode, Response, Session};
+use proto::{ErrorCode, Login, Session};
 
 use super::{Context, OpError, profile_from, unix_now};
 use crate::password::Verified;
@@ -12,27 +10,28 @@ use crate::rules;
 use crate::throttle::Outcome;
 use crate::token::Claims;
 
-// The expression must match the index users_username_lower exactly (see migration V2).
-const LOOKUP: &str = "SELECT id, username, nickname, picture_id, password_hash \
+/// The one query a login runs: the account by its username key (`$1`). The expression must
+/// match the index users_username_lower exactly (see migration V2). Public so that the benchmark
+/// runs the very same lookup through pgbench.
+pub const LOOKUP: &str = "SELECT id, username, nickname, picture_id, password_hash \
      FROM users WHERE lower(username COLLATE \"C\") = $1";
 const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1";
 
-pub(super) fn run(
-    ctx: &Context,
-    username: &str,
-    password: &str,
-    client: Option<&str>,
-    device: Option<&str>,
-) -> Result<Response, OpError> {
+pub(super) fn run(ctx: &Context, request: Login) -> Result<Session, OpError> {
+    let (username, password) = (request.username.as_str(), request.password.expose());
     let key = rules::username_key(username);
     let now = unix_now();
-    let device = device.and_then(|token| ctx.devices.verify(token, &key, now));
+    let device = request
+        .device
+        .as_ref()
+        .and_then(|token| ctx.devices.verify(token.expose(), &key, now));
+    let client = request.client.as_deref();
     // Refused before the password is looked at, or the guess would still be tested.
     let attempt = ctx
         .throttle
         .begin_login(&key, client, device)
         .map_err(|refusal| {
-            ctx.stats.logins_throttled.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.logins_throttled.inc();
             OpError::throttled(refusal)
         })?;
     let result = check(ctx, username, &key, password);
@@ -45,7 +44,7 @@ pub(super) fn run(
     result
 }
 
-fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Response, OpError> {
+fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Session, OpError> {
     let refused = || OpError::new(ErrorCode::InvalidCredentials, "wrong username or password");
     // A name that breaks the rules cannot exist; it still costs one verification, so that no
     // answer comes back faster than the others.
@@ -86,12 +85,12 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Res
         device_nonce.try_into().unwrap_or_default(),
         now.saturating_add(ctx.device_ttl.as_secs() as i64),
     );
-    Ok(Response::LoggedIn(Session {
+    Ok(Session {
         token: ctx.tokens.issue(&claims).into(),
         expires_at: claims.expires_at,
         profile,
         device_token: device_token.into(),
-    }))
+    })
 }
 
 /// Replaces a hash made with other parameters. A failure only delays the upgrade to the next

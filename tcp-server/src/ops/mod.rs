@@ -1,15 +1,11 @@
-//! One module per operation and the one `match` that dispatches a request to it. A new
-//! operation touches one file here and one arm below.
+//! One module per operation, named after the proto operation it answers (`login.rs` answers
+//! `proto::Login` with its `Session`), and the dispatch to them, made from proto's list of
+//! operations: a new operation is a new file here (the compiler asks for it).
 
 mod auth;
-mod login;
-mod logout;
 
-pub use logout::prune_revocations;
-mod nickname;
-mod picture;
-mod profile;
-mod register;
+pub use login::LOOKUP as LOGIN_LOOKUP;
+pub(crate) use logout::prune_revocations;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,9 +13,9 @@ use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
 
 use crate::db::{Db, DbError};
 use crate::device::DeviceKey;
+use crate::metrics::Metrics;
 use crate::password::Hasher;
 use crate::picture::Pictures;
-use crate::stats::Stats;
 use crate::throttle::{Reason, Refusal, Throttle};
 use crate::token::TokenKey;
 
@@ -39,63 +35,28 @@ pub struct Context {
     pub devices: DeviceKey,
     /// How long a device token is recognised.
     pub device_ttl: Duration,
-    /// The server's counters.
-    pub stats: Stats,
+    /// The server's metrics.
+    pub metrics: Metrics,
     /// Brute-force and flood protection for logins and registrations.
     pub throttle: Throttle,
 }
 
-/// Answers one request. Every failure becomes a typed error reply; nothing here panics on
-/// input.
-pub fn handle(ctx: &Context, request: Request) -> Response {
-    let result = match request {
-        // Ping is the readiness check: a server without its database cannot serve. Not
-        // logged: the outage is logged once by the database pool, and idle sockets are pinged
-        // every few seconds.
-        Request::Ping => ctx.db.check().map(|()| Response::Pong).map_err(|_| {
-            OpError(ErrorReply {
-                code: ErrorCode::Unavailable,
-                retry_after_ms: 1_000,
-                message: "the database is unavailable".to_owned(),
-            })
-        }),
-        Request::Register {
-            username,
-            password,
-            nickname,
-            client,
-        } => register::run(
-            ctx,
-            &username,
-            password.expose(),
-            nickname.as_deref(),
-            client.as_deref(),
-        ),
-        Request::Login {
-            username,
-            password,
-            client,
-            device,
-        } => login::run(
-            ctx,
-            &username,
-            password.expose(),
-            client.as_deref(),
-            device.as_ref().map(proto::Secret::expose),
-        ),
-        Request::Logout { token } => logout::run(ctx, token.expose()),
-        Request::GetProfile { token } => profile::run(ctx, token.expose()),
-        Request::UpdateNickname { token, nickname } => {
-            nickname::run(ctx, token.expose(), &nickname)
+macro_rules! dispatch {
+    ($($module:ident $name:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Answers one request. Every failure becomes a typed error reply; nothing here panics
+        /// on input.
+        pub fn handle(ctx: &Context, request: Request) -> Response {
+            match request {
+                $(Request::$name(message) => $module::run(ctx, message).map(Response::$name),)*
+            }
+            .unwrap_or_else(|error| Response::Error(error.0))
         }
-        Request::SetPicture { token, image } => picture::set(ctx, token.expose(), &image),
-        Request::GetPicture { key } => picture::get(ctx, &key),
-        Request::Stats => Ok(Response::Stats(
-            ctx.stats.snapshot(&ctx.db.state(), &ctx.throttle),
-        )),
     };
-    result.unwrap_or_else(|error| Response::Error(error.0))
 }
+
+proto::for_each_operation!(dispatch);
 
 /// A failed operation: the error reply to send.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! accounts in bulk or lists taken usernames at full speed.
 
 use postgres::error::SqlState;
-use proto::{ErrorCode, Profile, Response};
+use proto::{ErrorCode, Profile, Register};
 
 use super::{Context, OpError};
 use crate::db::DbError;
@@ -12,13 +12,9 @@ use crate::rules;
 const INSERT: &str =
     "INSERT INTO users (username, password_hash, nickname) VALUES ($1, $2, $3) RETURNING id";
 
-pub(super) fn run(
-    ctx: &Context,
-    username: &str,
-    password: &str,
-    nickname: Option<&str>,
-    client: Option<&str>,
-) -> Result<Response, OpError> {
+pub(super) fn run(ctx: &Context, request: Register) -> Result<Profile, OpError> {
+    let (username, password) = (request.username.as_str(), request.password.expose());
+    let (nickname, client) = (request.nickname.as_deref(), request.client.as_deref());
     rules::check_username(username).map_err(|e| OpError::new(ErrorCode::InvalidUsername, e.0))?;
     rules::check_password(password).map_err(|e| OpError::new(ErrorCode::InvalidPassword, e.0))?;
     let nickname = rules::check_nickname(nickname.unwrap_or(username))
@@ -41,12 +37,12 @@ pub(super) fn run(
             .query_one(&statement, &[&username, &hash, &nickname])
     });
     match inserted {
-        Ok(row) => Ok(Response::Registered(Profile {
+        Ok(row) => Ok(Profile {
             id: row.get(0),
-            username: username.to_owned(),
+            username: request.username,
             nickname,
             picture: None,
-        })),
+        }),
         // The unique index on lower(username) decides races: exactly one insert wins. Any
         // other unique violation (an id clash after a botched seed) is not the user's fault.
         Err(DbError::Query(error))

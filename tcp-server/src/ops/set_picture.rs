@@ -1,7 +1,7 @@
-//! Set picture (replace the account's picture) and get picture (by its key). Pictures live in
-//! PostgreSQL like all durable state, so any tcp-server instance serves any picture.
+//! Set picture: replace the account's picture. Pictures live in PostgreSQL like all durable
+//! state, so any tcp-server instance serves any picture.
 
-use proto::{ErrorCode, ImageFormat, Picture, Response};
+use proto::{ErrorCode, Profile, SetPicture};
 use sha2::{Digest, Sha256};
 
 use super::{Context, OpError, auth, profile_from};
@@ -16,11 +16,10 @@ const INSERT: &str = "INSERT INTO pictures (id, user_id, format, data) VALUES ($
 const POINT: &str = "UPDATE users SET picture_id = $1 WHERE id = $2 \
      RETURNING id, username, nickname, picture_id";
 const PRUNE: &str = "DELETE FROM pictures WHERE user_id = $2 AND id <> $1";
-const FETCH: &str = "SELECT format, data FROM pictures WHERE id = $1";
 
-pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response, OpError> {
-    let (claims, _) = auth::session(ctx, token)?;
-    let processed = ctx.pictures.process(upload).map_err(|error| match error {
+pub(super) fn run(ctx: &Context, request: SetPicture) -> Result<Profile, OpError> {
+    let (claims, _) = auth::session(ctx, request.token.expose())?;
+    let processed = ctx.pictures.process(&request.image).map_err(|error| match error {
         PictureError::TooLarge(message) => OpError::new(ErrorCode::PayloadTooLarge, message),
         PictureError::Unsupported(message) => {
             OpError::new(ErrorCode::UnsupportedMediaType, message)
@@ -52,31 +51,7 @@ pub(super) fn set(ctx: &Context, token: &str, upload: &[u8]) -> Result<Response,
         Ok(row)
     })?;
     match row {
-        Some(row) => Ok(Response::PictureSet(profile_from(&row))),
+        Some(row) => Ok(profile_from(&row)),
         None => Err(OpError::unauthorized()),
     }
-}
-
-pub(super) fn get(ctx: &Context, key: &str) -> Result<Response, OpError> {
-    let not_found = || OpError::new(ErrorCode::NotFound, "no such picture");
-    if !proto::is_picture_key(key) {
-        return Err(not_found());
-    }
-    let row = ctx.db.run(|conn| {
-        let statement = conn.prepared(FETCH)?;
-        conn.client().query_opt(&statement, &[&key])
-    })?;
-    let row = row.ok_or_else(not_found)?;
-    let tag: i16 = row.get(0);
-    let format = ImageFormat::ALL
-        .into_iter()
-        .find(|format| i16::from(*format as u8) == tag)
-        .ok_or_else(|| {
-            log::error!("picture {key} has an unknown format tag {tag}");
-            OpError::new(ErrorCode::Internal, "internal error")
-        })?;
-    Ok(Response::Picture(Picture {
-        format,
-        data: row.get(1),
-    }))
 }

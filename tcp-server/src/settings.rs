@@ -1,0 +1,97 @@
+//! The settings of a serving tcp-server, built once (by the binary from its command line, by
+//! the tests for their needs) and turned into the operations' [`Context`] by
+//! [`Context::new`]. Every default is written once, in the `DEFAULT` constant of the part it
+//! configures, and the command line shows the same constants.
+
+use std::thread;
+use std::time::Duration;
+
+use crate::db::{Db, DbConfig};
+use crate::device::DeviceKey;
+use crate::metrics::Metrics;
+use crate::ops::Context;
+use crate::password::{Hasher, PasswordParams};
+use crate::picture::{PictureConfig, Pictures};
+use crate::secrets::Secrets;
+use crate::server::ServerConfig;
+use crate::throttle::{Throttle, ThrottleConfig};
+use crate::token::TokenKey;
+
+/// How long a session token stays valid, by default.
+pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a device token is recognised, by default: three months (as humantime counts a
+/// month, 30.44 days, so that `--help` shows "3months").
+pub const DEVICE_TTL: Duration = Duration::from_secs(3 * 2_630_016);
+
+/// Everything a serving tcp-server is configured with, but its secrets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// The database pool.
+    pub db: DbConfig,
+    /// Argon2id cost.
+    pub password: PasswordParams,
+    /// Password hashes running at once at most.
+    pub max_concurrent_hashes: usize,
+    /// Picture limits.
+    pub pictures: PictureConfig,
+    /// Pictures decoded at once at most.
+    pub max_concurrent_pictures: usize,
+    /// How long a session token stays valid.
+    pub session_ttl: Duration,
+    /// How long a device token is recognised.
+    pub device_ttl: Duration,
+    /// Brute-force and flood protection.
+    pub throttle: ThrottleConfig,
+    /// The server loop.
+    pub server: ServerConfig,
+}
+
+impl Settings {
+    /// The defaults for a server on `database_url`; hashes and pictures at most one per core at
+    /// once.
+    pub fn new(database_url: impl Into<String>) -> Settings {
+        let cores = cores();
+        Settings {
+            database_url: database_url.into(),
+            db: DbConfig::DEFAULT,
+            password: PasswordParams::DEFAULT,
+            max_concurrent_hashes: cores,
+            pictures: PictureConfig::DEFAULT,
+            max_concurrent_pictures: cores,
+            session_ttl: SESSION_TTL,
+            device_ttl: DEVICE_TTL,
+            throttle: ThrottleConfig::DEFAULT,
+            server: ServerConfig::DEFAULT,
+        }
+    }
+}
+
+/// The cores of this machine (two when it cannot be told).
+pub fn cores() -> usize {
+    thread::available_parallelism().map_or(2, usize::from)
+}
+
+impl Context {
+    /// Everything the operations use, built from `settings` and `secrets`. Opens no database
+    /// connection: the pool connects lazily, so the server starts whether or not PostgreSQL is
+    /// up.
+    pub fn new(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Context> {
+        Ok(Context {
+            db: Db::new(&settings.database_url, &settings.db)?,
+            hasher: Hasher::new(
+                settings.password,
+                secrets.pepper.clone(),
+                settings.max_concurrent_hashes,
+            )?,
+            tokens: TokenKey::new(secrets.token_key),
+            pictures: Pictures::new(settings.pictures.clone(), settings.max_concurrent_pictures),
+            session_ttl: settings.session_ttl,
+            devices: DeviceKey::new(secrets.device_key),
+            device_ttl: settings.device_ttl,
+            metrics: Metrics::new(),
+            throttle: Throttle::new(&settings.throttle),
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! What the tests of both servers share: the real test database (tests need PostgreSQL and fail,
+//! never skip, without it), names no other run has used, tcp-server's settings and context made
+//! for tests, and a strict reading of a metrics exposition. Only tests depend on this crate.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_parse::{LineInfo, Scrape, Value};
+
+use tcp_server::db::{self, DbConfig};
+use tcp_server::ops::Context;
+use tcp_server::password::PasswordParams;
+use tcp_server::secrets::Secrets;
+use tcp_server::settings::Settings;
+use tcp_server::throttle::ThrottleConfig;
+
+/// The pepper of every test context: tests that forge tokens derive the signing key from it.
+pub const PEPPER: &[u8] = b"a test pepper of enough length";
+
+/// The cheapest password parameters the server accepts, to keep tests fast.
+pub const FAST: PasswordParams = PasswordParams {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// The test database (`DATABASE_URL`, which `scripts/test` sets to its private cluster's
+/// `gatehouse_test`), migrated once per test process.
+///
+/// # Panics
+/// Without `DATABASE_URL`, or when the database cannot be migrated: these tests need
+/// PostgreSQL.
+pub fn database_url() -> String {
+    static MIGRATED: OnceLock<String> = OnceLock::new();
+    MIGRATED
+        .get_or_init(|| {
+            let url = std::env::var("DATABASE_URL").expect(
+                "DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test, \
+                 which starts a private cluster",
+            );
+            db::migrate(&url).expect("migrating the test database (is PostgreSQL running?)");
+            url
+        })
+        .clone()
+}
+
+/// A username no other test run has used.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
+}
+
+/// Limits for the tests that are not about them: every test of a process registers and logs
+/// in from 127.0.0.1, so the per-address limits would soon refuse them, and small tables keep
+/// each context light. The throttle's own tests set the limits they exercise.
+pub fn open_throttle() -> ThrottleConfig {
+    ThrottleConfig {
+        address_failures: 10_000,
+        register_burst: 10_000,
+        register_global_burst: 10_000,
+        max_accounts: 10_000,
+        max_clients: 10_000,
+        ..ThrottleConfig::DEFAULT
+    }
+}
+
+/// tcp-server's settings for tests over the test database: the cheapest hashes, a small pool
+/// with short waits (failure paths answer quickly), hour-long sessions, the open throttle.
+pub fn settings() -> Settings {
+    Settings {
+        db: DbConfig {
+            pool_size: 8,
+            checkout_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(2),
+        },
+        password: FAST,
+        max_concurrent_hashes: 2,
+        max_concurrent_pictures: 2,
+        session_ttl: Duration::from_secs(3600),
+        device_ttl: Duration::from_secs(3600),
+        throttle: open_throttle(),
+        ..Settings::new(database_url())
+    }
+}
+
+/// The secrets of [`PEPPER`].
+pub fn secrets() -> Secrets {
+    secrets_with(PEPPER)
+}
+
+/// The secrets of another pepper (a backend after a pepper change).
+pub fn secrets_with(pepper: &[u8]) -> Secrets {
+    Secrets::from_pepper(pepper.to_vec()).expect("a test pepper is long enough")
+}
+
+/// A context over `settings` and the test pepper.
+pub fn context_with(settings: &Settings) -> Context {
+    Context::new(settings, &secrets()).expect("a test context")
+}
+
+/// A context with [`settings`].
+pub fn context() -> Context {
+    context_with(&settings())
+}
+
+/// A metrics exposition, read strictly: every line must be a comment (`# HELP`, `# TYPE`,
+/// `# UNIT`, `# EOF`) or a sample whose value is a number, as Prometheus reads it.
+///
+/// # Panics
+/// On the first line that is neither.
+pub fn parse_metrics(text: &str) -> Scrape {
+    for line in text.lines().filter(|line| !line.is_empty()) {
+        match LineInfo::parse(line) {
+            LineInfo::Doc { .. } | LineInfo::Type { .. } => {}
+            LineInfo::Sample { value, .. } => {
+                let number =
+                    value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
+                assert!(number, "not a number in the exposition: {line:?}");
+            }
+            LineInfo::Ignored if line.starts_with("# UNIT ") || line == "# EOF" => {}
+            other => panic!("not a metrics line ({other:?}): {line:?}"),
+        }
+    }
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("a scrape")
+}
+
+/// The value of the sample `name` whose labels include all of `labels`, if there is one;
+/// a histogram's count for a histogram.
+pub fn metric(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .find(|sample| labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v)))
+        .map(|sample| match &sample.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            Value::Summary(_) => f64::NAN,
+        })
+}
+
+/// `GET /metrics` from an admin listener, read strictly ([`parse_metrics`]).
+pub fn scrape(admin: SocketAddr) -> Scrape {
+    let mut stream = TcpStream::connect(admin).expect("the admin listener accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .expect("the request is sent");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("a whole answer before the close");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    parse_metrics(body)
+}
