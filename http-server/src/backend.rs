@@ -33,17 +33,32 @@ pub struct BackendConfig {
     pub max_frame_len: u32,
 }
 
+impl BackendConfig {
+    /// The defaults, which the command line shares (with one backend on 127.0.0.1:7070).
+    pub const DEFAULT: BackendConfig = BackendConfig {
+        addresses: Vec::new(),
+        pool_size: 16,
+        pool_wait: Duration::from_secs(1),
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(5),
+        validate_after_idle: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(30),
+        max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+    };
+
+    /// Where the one backend of the defaults listens: tcp-server's own default.
+    pub const DEFAULT_ADDRESS: &str = "127.0.0.1:7070";
+}
+
 impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
-            addresses: vec![SocketAddr::from(([127, 0, 0, 1], 7070))],
-            pool_size: 16,
-            pool_wait: Duration::from_secs(1),
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(5),
-            validate_after_idle: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(30),
-            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+            addresses: vec![
+                BackendConfig::DEFAULT_ADDRESS
+                    .parse()
+                    .expect("the default backend address parses"),
+            ],
+            ..BackendConfig::DEFAULT
         }
     }
 }
@@ -186,9 +201,13 @@ impl Manager for BackendManager {
     }
 
     fn is_valid(&self, conn: &mut Connection) -> io::Result<()> {
-        match conn.exchange(&Request::Ping, self.connect_timeout, self.max_frame_len) {
+        match conn.exchange(
+            &Request::Ping(proto::Ping),
+            self.connect_timeout,
+            self.max_frame_len,
+        ) {
             // An error reply (the backend's database is down) still proves the socket works.
-            Ok(Response::Pong | Response::Error(_)) => Ok(()),
+            Ok(Response::Ping(()) | Response::Error(_)) => Ok(()),
             Ok(_) => Err(io::Error::other("unexpected answer to Ping")),
             Err(_) => Err(io::Error::other("Ping failed")),
         }
@@ -347,30 +366,12 @@ impl Backends {
             };
             matches!(
                 conn.exchange(
-                    &Request::Ping,
+                    &Request::Ping(proto::Ping),
                     self.config.connect_timeout,
                     self.config.max_frame_len
                 ),
-                Ok(Response::Pong)
+                Ok(Response::Ping(()))
             )
         })
-    }
-
-    /// Fetches every backend's stats; a backend that does not answer is left out.
-    pub fn fetch_stats(&self) -> Vec<(SocketAddr, Vec<proto::Sample>)> {
-        self.backends
-            .iter()
-            .filter_map(|backend| {
-                let mut conn = backend.pool.get_timeout(self.config.connect_timeout).ok()?;
-                match conn.exchange(
-                    &Request::Stats,
-                    self.config.connect_timeout,
-                    self.config.max_frame_len,
-                ) {
-                    Ok(Response::Stats(samples)) => Some((backend.address, samples)),
-                    _ => None,
-                }
-            })
-            .collect()
     }
 }

@@ -65,16 +65,126 @@ pub fn header(name: &str, value: &str) -> Header {
         .expect("header names and values built by http-server are ASCII")
 }
 
-/// An API error: the HTTP status and the body `{"error": {"code", "message"}}`.
+/// The error codes of the API: what a client can act on. Each has one status and one wire
+/// string, written once below, so the compiler checks every use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiCode {
+    /// 400: a malformed query parameter.
+    BadRequest,
+    /// 400: not JSON, a missing or unknown field, or a wrong type.
+    InvalidJson,
+    /// 400: the body was cut short or badly chunked.
+    InvalidBody,
+    /// 400: the username breaks the rules.
+    InvalidUsername,
+    /// 400: the password breaks the rules.
+    InvalidPassword,
+    /// 400: the nickname breaks the rules.
+    InvalidNickname,
+    /// 401: unknown user or wrong password (the two are not told apart).
+    InvalidCredentials,
+    /// 401: no valid session.
+    Unauthorized,
+    /// 403: a cookie-authenticated change from another origin.
+    CrossSiteRequest,
+    /// 404.
+    NotFound,
+    /// 405, with `Allow`.
+    MethodNotAllowed,
+    /// 408: the body arrived too slowly.
+    RequestTimeout,
+    /// 409: the username is taken.
+    UsernameTaken,
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 429, with `Retry-After`.
+    TooManyRequests,
+    /// 500.
+    InternalError,
+    /// 502: a backend answered something it should not.
+    BadGateway,
+    /// 503: every backend is at its bound.
+    BackendBusy,
+    /// 503: no backend can be reached.
+    BackendUnavailable,
+    /// 503: too many large bodies are being read at once.
+    UploadsBusy,
+    /// 503: the server is stopping.
+    ShuttingDown,
+    /// 504: a backend took the request and did not answer in time.
+    BackendTimeout,
+}
+
+impl ApiCode {
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            ApiCode::BadRequest
+            | ApiCode::InvalidJson
+            | ApiCode::InvalidBody
+            | ApiCode::InvalidUsername
+            | ApiCode::InvalidPassword
+            | ApiCode::InvalidNickname => 400,
+            ApiCode::InvalidCredentials | ApiCode::Unauthorized => 401,
+            ApiCode::CrossSiteRequest => 403,
+            ApiCode::NotFound => 404,
+            ApiCode::MethodNotAllowed => 405,
+            ApiCode::RequestTimeout => 408,
+            ApiCode::UsernameTaken => 409,
+            ApiCode::PayloadTooLarge => 413,
+            ApiCode::UnsupportedMediaType => 415,
+            ApiCode::TooManyRequests => 429,
+            ApiCode::InternalError => 500,
+            ApiCode::BadGateway => 502,
+            ApiCode::BackendBusy
+            | ApiCode::BackendUnavailable
+            | ApiCode::UploadsBusy
+            | ApiCode::ShuttingDown => 503,
+            ApiCode::BackendTimeout => 504,
+        }
+    }
+
+    /// The code as the error body carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiCode::BadRequest => "bad_request",
+            ApiCode::InvalidJson => "invalid_json",
+            ApiCode::InvalidBody => "invalid_body",
+            ApiCode::InvalidUsername => "invalid_username",
+            ApiCode::InvalidPassword => "invalid_password",
+            ApiCode::InvalidNickname => "invalid_nickname",
+            ApiCode::InvalidCredentials => "invalid_credentials",
+            ApiCode::Unauthorized => "unauthorized",
+            ApiCode::CrossSiteRequest => "cross_site_request",
+            ApiCode::NotFound => "not_found",
+            ApiCode::MethodNotAllowed => "method_not_allowed",
+            ApiCode::RequestTimeout => "request_timeout",
+            ApiCode::UsernameTaken => "username_taken",
+            ApiCode::PayloadTooLarge => "payload_too_large",
+            ApiCode::UnsupportedMediaType => "unsupported_media_type",
+            ApiCode::TooManyRequests => "too_many_requests",
+            ApiCode::InternalError => "internal_error",
+            ApiCode::BadGateway => "bad_gateway",
+            ApiCode::BackendBusy => "backend_busy",
+            ApiCode::BackendUnavailable => "backend_unavailable",
+            ApiCode::UploadsBusy => "uploads_busy",
+            ApiCode::ShuttingDown => "shutting_down",
+            ApiCode::BackendTimeout => "backend_timeout",
+        }
+    }
+}
+
+/// An API error: the code (and so the status) and the body `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: u16,
-    pub code: &'static str,
+    pub code: ApiCode,
     pub message: String,
     /// Seconds, for `Retry-After` (503 and 429).
     pub retry_after: Option<u32>,
     /// The methods a path allows, for `Allow` (405).
-    pub allow: Option<&'static str>,
+    pub allow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -89,9 +199,8 @@ struct ErrorFields<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ApiCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
             code,
             message: message.into(),
             retry_after: None,
@@ -105,46 +214,46 @@ impl ApiError {
     }
 
     pub fn invalid_json(message: impl Into<String>) -> ApiError {
-        ApiError::new(400, "invalid_json", message)
+        ApiError::new(ApiCode::InvalidJson, message)
     }
 
     pub fn not_found() -> ApiError {
-        ApiError::new(404, "not_found", "no such resource")
+        ApiError::new(ApiCode::NotFound, "no such resource")
     }
 
     pub fn unauthorized() -> ApiError {
         ApiError::new(
-            401,
-            "unauthorized",
+            ApiCode::Unauthorized,
             "a valid session is required (Authorization: Bearer <token>, or the session cookie)",
         )
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> ApiError {
+    pub fn method_not_allowed(allow: String) -> ApiError {
         ApiError {
+            message: format!("this resource allows {allow}"),
             allow: Some(allow),
-            ..ApiError::new(
-                405,
-                "method_not_allowed",
-                format!("this resource allows {allow}"),
-            )
+            ..ApiError::new(ApiCode::MethodNotAllowed, "")
         }
     }
 
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
-            413,
-            "payload_too_large",
+            ApiCode::PayloadTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
     pub fn reply(&self) -> Reply {
         let mut reply = Reply::json(
-            self.status,
+            self.status(),
             &ErrorBody {
                 error: ErrorFields {
-                    code: self.code,
+                    code: self.code.as_str(),
                     message: &self.message,
                 },
             },
@@ -152,10 +261,10 @@ impl ApiError {
         if let Some(seconds) = self.retry_after {
             reply = reply.with_header("Retry-After", &seconds.to_string());
         }
-        if let Some(allow) = self.allow {
+        if let Some(allow) = &self.allow {
             reply = reply.with_header("Allow", allow);
         }
-        if self.status == 401 {
+        if self.status() == 401 {
             reply = reply.with_header("WWW-Authenticate", "Bearer");
         }
         reply
@@ -297,8 +406,7 @@ impl SessionCookie {
                 Ok(())
             }
             _ => Err(ApiError::new(
-                403,
-                "cross_site_request",
+                ApiCode::CrossSiteRequest,
                 "a request that uses the session cookie must come from this site's pages (its \
                  Origin header must name this server)",
             )),
@@ -411,8 +519,7 @@ pub fn query_flag(request: &Request, name: &str) -> Result<bool, ApiError> {
                 "false" => false,
                 _ => {
                     return Err(ApiError::new(
-                        400,
-                        "bad_request",
+                        ApiCode::BadRequest,
                         format!("the query parameter {name} must be true or false"),
                     ));
                 }
@@ -519,14 +626,12 @@ pub fn read_body(request: &mut Request, limit: usize, pace: BodyPace) -> Result<
             ) =>
         {
             Err(ApiError::new(
-                408,
-                "request_timeout",
+                ApiCode::RequestTimeout,
                 "the request body did not arrive in time",
             ))
         }
         Err(_) => Err(ApiError::new(
-            400,
-            "invalid_body",
+            ApiCode::InvalidBody,
             "the request body could not be read (truncated or badly chunked)",
         )),
     }
@@ -541,8 +646,7 @@ pub fn read_json<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     if media_type(request).as_deref() != Some("application/json") {
         return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
+            ApiCode::UnsupportedMediaType,
             "the body must be JSON (Content-Type: application/json)",
         ));
     }

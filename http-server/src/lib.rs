@@ -3,11 +3,13 @@
 //! every decision about accounts, passwords and sessions is tcp-server's.
 //!
 //! # Layout
-//! - `lib.rs` (this file): [`Config`], [`Shutdown`] and [`run`], the worker loop.
-//! - `api`: the routes of API v1 and the operational endpoints, and how each maps to a proto
-//!   request and back; the public listener serves the API and the pages, the admin listener
-//!   the metrics, and both the health checks.
-//! - `http`: what every handler shares: bounded body reads, JSON replies, the error body.
+//! - `lib.rs` (this file): [`Config`], [`bind`] and [`run`], the worker loop.
+//! - `route`: the routing table: every route, its path pattern, its methods and their
+//!   handlers, its listener and its metrics label.
+//! - `api`: the handlers, by resource (`api/users.rs`, `sessions.rs`, `me.rs`, `pictures.rs`),
+//!   and how each maps to a proto request and back; the health checks, metrics and pages.
+//! - `http`: what every handler shares: bounded and paced body reads, JSON replies, the error
+//!   body and its codes ([`http::ApiCode`]), the cookies, the client address.
 //! - `backend`: the per-backend socket pools and the choice of a backend for each request.
 //! - `metrics`: counters and histograms, rendered in the Prometheus text format.
 //! - `web`: the web pages and their assets (`http-server/web/`), embedded in the binary.
@@ -21,21 +23,23 @@ mod api;
 mod backend;
 mod http;
 mod metrics;
+mod route;
 mod web;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Socket, Type};
-
 pub use backend::BackendConfig;
 pub use http::BodyPace;
+pub use service::Shutdown;
+use socket2::{Domain, Socket, Type};
 
 use crate::api::{Api, Listener};
+use crate::http::{ApiCode, ApiError};
+use crate::route::ROUTES;
 
 /// How often an idle worker looks at the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -73,38 +77,64 @@ pub struct Config {
     pub public_origin: Option<String>,
 }
 
+impl Config {
+    /// The defaults, which the command line shares (with no backend; see
+    /// [`BackendConfig::DEFAULT_ADDRESS`]). `body_slots` is a quarter of the workers.
+    pub const DEFAULT: Config = Config {
+        workers: 16,
+        backend: BackendConfig::DEFAULT,
+        max_json_body: tiny_http::PRE_READ_LIMIT,
+        max_picture_body: 2 * 1024 * 1024,
+        body_pace: BodyPace {
+            grace: Duration::from_secs(1),
+            min_rate: 32 * 1024,
+        },
+        body_slots: 4,
+        trusted_proxies: Vec::new(),
+        shutdown_grace: Duration::from_secs(10),
+        secure_cookies: false,
+        public_origin: None,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            workers: 16,
             backend: BackendConfig::default(),
-            max_json_body: tiny_http::PRE_READ_LIMIT,
-            max_picture_body: 2 * 1024 * 1024,
-            body_pace: BodyPace {
-                grace: Duration::from_secs(1),
-                min_rate: 32 * 1024,
-            },
-            body_slots: 4,
-            trusted_proxies: Vec::new(),
-            shutdown_grace: Duration::from_secs(10),
-            secure_cookies: false,
-            public_origin: None,
+            ..Config::DEFAULT
         }
     }
 }
 
-/// Every API route the server answers, as (method, path template) pairs: what
-/// `docs/openapi.yaml` must describe, no more and no less. (The web pages are not part of it.)
-pub fn routes() -> Vec<(&'static str, &'static str)> {
-    api::Route::ALL
+/// The client-side settings of a listener, which the command line shares.
+pub const LISTEN_DEFAULTS: ListenDefaults = ListenDefaults {
+    backlog: 4096,
+    idle_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(10),
+};
+
+/// The defaults of [`Listen`] but its address.
+pub struct ListenDefaults {
+    /// The accept backlog.
+    pub backlog: i32,
+    /// A client connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The longest one write to a client may block.
+    pub write_timeout: Duration,
+}
+
+/// Every API route the public listener answers, as (method, path template) pairs: what
+/// `docs/openapi.yaml` must describe, no more and no less. (Not the web pages, nor the admin
+/// listener's `/metrics`.)
+pub fn routes() -> Vec<(String, &'static str)> {
+    ROUTES
         .iter()
         .filter(|route| route.is_api())
         .flat_map(|route| {
             route
-                .allow()
-                .split(", ")
-                .filter(|method| !method.is_empty())
-                .map(move |method| (method, route.name()))
+                .methods
+                .iter()
+                .map(move |(method, _)| (method.to_string(), route.label))
         })
         .collect()
 }
@@ -136,35 +166,6 @@ pub fn bind(listen: &Listen) -> io::Result<TcpListener> {
     socket.bind(&listen.address.into())?;
     socket.listen(listen.backlog)?;
     Ok(socket.into())
-}
-
-/// Asks a running server to stop: the listening socket stops accepting, idle connections
-/// close, requests already received are answered (the last on each connection with
-/// `Connection: close`, within [`Config::shutdown_grace`]), and [`run`] returns.
-#[derive(Clone, Default)]
-pub struct Shutdown {
-    requested: Arc<AtomicBool>,
-}
-
-impl Shutdown {
-    /// A handle no one has triggered yet.
-    pub fn new() -> Self {
-        Shutdown::default()
-    }
-
-    /// The flag a signal handler sets (see `signal_hook::flag::register`).
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.requested)
-    }
-
-    /// Requests the stop.
-    pub fn trigger(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-    }
-
-    fn requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
-    }
 }
 
 /// The two listeners: the public one (the API and the pages) and the operator's (metrics and
@@ -227,9 +228,7 @@ pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Resu
         );
     }
 
-    while !shutdown.requested() {
-        thread::sleep(TICK);
-    }
+    shutdown.wait();
     log::info!("stopping: no new connections; answering the requests already received");
     stop_accepting(&stopper, address);
     stop_accepting(&admin_stopper, admin_address);
@@ -250,7 +249,7 @@ pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Resu
     // A request that raced in after the workers stopped would be dropped with the server, which
     // tiny_http answers with a bare 500: tell it to retry instead.
     while let Ok(Some(request)) = server.try_recv() {
-        let reply = http::ApiError::new(503, "shutting_down", "the server is stopping; retry")
+        let reply = ApiError::new(ApiCode::ShuttingDown, "the server is stopping; retry")
             .retry_after(1)
             .reply();
         let _ = request.respond(reply.into_response());

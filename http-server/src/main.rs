@@ -1,15 +1,12 @@
-//! http-server's entry point: parses the command line once into typed settings, binds, and
-//! hands over to the library.
+//! http-server's entry point: parses the command line into a [`Config`], binds, and hands over
+//! to the library. Every default shown by `--help` is the library's own constant.
 
 use std::net::{IpAddr, SocketAddr};
-use std::thread;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use http_server::{BackendConfig, BodyPace, Config, Listen, Listeners, Shutdown};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use http_server::{BackendConfig, BodyPace, Config, LISTEN_DEFAULTS, Listen, Listeners, Shutdown};
+use humantime::Duration;
 
 /// The gatehouse client-facing tier: the public JSON API (API v1) over HTTP/1.1, reaching
 /// tcp-server through pooled connections that speak the gatehouse binary protocol.
@@ -27,42 +24,42 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:9080")]
     admin_listen: SocketAddr,
     /// A tcp-server address; repeat for several. Requests spread over those that answer.
-    #[arg(long = "backend", default_value = "127.0.0.1:7070")]
+    #[arg(long = "backend", default_value = BackendConfig::DEFAULT_ADDRESS)]
     backends: Vec<SocketAddr>,
     /// Worker threads answering requests (tiny_http adds one light thread per connection).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = Config::DEFAULT.workers as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     workers: u32,
     /// Sockets per backend at most.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, default_value_t = BackendConfig::DEFAULT.pool_size, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pool_size: u32,
     /// The longest wait for a free backend socket; past it the client gets 503 backend_busy.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = BackendConfig::DEFAULT.pool_wait.into())]
     pool_wait: Duration,
     /// The longest a connect to a backend may take.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = BackendConfig::DEFAULT.connect_timeout.into())]
     connect_timeout: Duration,
     /// The longest a backend may take to answer; past it the client gets 504 backend_timeout.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = BackendConfig::DEFAULT.request_timeout.into())]
     request_timeout: Duration,
     /// Backend sockets idle this long are closed (keep below tcp-server's --idle-timeout).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = BackendConfig::DEFAULT.idle_timeout.into())]
     backend_idle_timeout: Duration,
     /// A client connection that sends nothing for this long is closed (keep-alive idle, or a
     /// stalled request head or body).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = LISTEN_DEFAULTS.idle_timeout.into())]
     client_idle_timeout: Duration,
     /// The longest one write of a response to a client may block.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = LISTEN_DEFAULTS.write_timeout.into())]
     client_write_timeout: Duration,
     /// The largest JSON request body, in bytes (413 past it).
-    #[arg(long, default_value_t = tiny_http::PRE_READ_LIMIT as u64, value_parser = clap::value_parser!(u64).range(2..=tiny_http::PRE_READ_LIMIT as u64))]
+    #[arg(long, default_value_t = Config::DEFAULT.max_json_body as u64, value_parser = clap::value_parser!(u64).range(2..=tiny_http::PRE_READ_LIMIT as u64))]
     max_json_body: u64,
     /// The largest picture upload, in bytes (413 past it); tcp-server has its own limit too.
-    #[arg(long, default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=(proto::DEFAULT_MAX_FRAME_LEN as u64 - 1024)))]
+    #[arg(long, default_value_t = Config::DEFAULT.max_picture_body as u64, value_parser = clap::value_parser!(u64).range(1..=(proto::DEFAULT_MAX_FRAME_LEN as u64 - 1024)))]
     max_picture_body: u64,
     /// The slowest a request body may arrive, in bytes a second on average after its first
     /// second (408 past it): a 2 MiB picture then has about a minute.
-    #[arg(long, default_value_t = Config::default().body_pace.min_rate, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = Config::DEFAULT.body_pace.min_rate, value_parser = clap::value_parser!(u64).range(1..))]
     min_body_rate: u64,
     /// Workers that may read a large body (a picture over 16 KiB) at once; past it uploads get
     /// 503 uploads_busy. Default: a quarter of the workers, at least one.
@@ -73,7 +70,7 @@ struct Cli {
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<IpAddr>,
     /// After SIGINT/SIGTERM, how long requests already received may still be answered.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value_t = Config::DEFAULT.shutdown_grace.into())]
     shutdown_grace: Duration,
     /// Make the web pages' session cookie Secure (sent over HTTPS only) and name it
     /// __Host-gatehouse_session, which no sibling subdomain can set; set it when clients reach
@@ -86,91 +83,88 @@ struct Cli {
     #[arg(long, value_parser = parse_origin)]
     public_origin: Option<String>,
     /// The listener's accept backlog (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = LISTEN_DEFAULTS.backlog)]
     backlog: i32,
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<Config> {
+        if self.secure_cookies
+            && self
+                .public_origin
+                .as_deref()
+                .is_some_and(|origin| origin.starts_with("http://"))
+        {
+            anyhow::bail!(
+                "--secure-cookies with an http:// --public-origin: browsers keep Secure cookies \
+                 for HTTPS pages only"
+            );
+        }
+        Ok(Config {
+            workers: self.workers as usize,
+            backend: BackendConfig {
+                addresses: self.backends.clone(),
+                pool_size: self.pool_size,
+                pool_wait: self.pool_wait.into(),
+                connect_timeout: self.connect_timeout.into(),
+                request_timeout: self.request_timeout.into(),
+                idle_timeout: self.backend_idle_timeout.into(),
+                ..BackendConfig::DEFAULT
+            },
+            max_json_body: self.max_json_body as usize,
+            max_picture_body: self.max_picture_body as usize,
+            body_pace: BodyPace {
+                min_rate: self.min_body_rate,
+                ..Config::DEFAULT.body_pace
+            },
+            body_slots: self
+                .body_slots
+                .map_or((self.workers as usize / 4).max(1), |slots| slots as usize),
+            trusted_proxies: self.trusted_proxies.clone(),
+            shutdown_grace: self.shutdown_grace.into(),
+            secure_cookies: self.secure_cookies,
+            public_origin: self.public_origin.clone(),
+        })
+    }
+
+    fn listen(&self, address: SocketAddr) -> Listen {
+        Listen {
+            address,
+            backlog: self.backlog,
+            idle_timeout: self.client_idle_timeout.into(),
+            write_timeout: self.client_write_timeout.into(),
+        }
+    }
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    if let Err(error) = serve(cli) {
+    if let Err(error) = serve(&cli) {
         log::error!("{error:#}");
         std::process::exit(1);
     }
 }
 
-fn serve(cli: Cli) -> anyhow::Result<()> {
-    if cli.secure_cookies
-        && cli
-            .public_origin
-            .as_deref()
-            .is_some_and(|origin| origin.starts_with("http://"))
-    {
-        anyhow::bail!(
-            "--secure-cookies with an http:// --public-origin: browsers keep Secure cookies \
-             for HTTPS pages only"
-        );
-    }
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let config = cli.config()?;
     // tiny_http holds two descriptors per client connection; the default soft limit (often
     // 1024) would run out near 500 connections.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => log::debug!("open files limit: {limit}"),
         Err(error) => log::warn!("could not raise the open files limit: {error}"),
     }
-    let config = Config {
-        workers: cli.workers as usize,
-        backend: BackendConfig {
-            addresses: cli.backends,
-            pool_size: cli.pool_size,
-            pool_wait: cli.pool_wait,
-            connect_timeout: cli.connect_timeout,
-            request_timeout: cli.request_timeout,
-            idle_timeout: cli.backend_idle_timeout,
-            ..BackendConfig::default()
-        },
-        max_json_body: cli.max_json_body as usize,
-        max_picture_body: cli.max_picture_body as usize,
-        body_pace: BodyPace {
-            min_rate: cli.min_body_rate,
-            ..Config::default().body_pace
-        },
-        body_slots: cli
-            .body_slots
-            .map_or((cli.workers as usize / 4).max(1), |slots| slots as usize),
-        trusted_proxies: cli.trusted_proxies,
-        shutdown_grace: cli.shutdown_grace,
-        secure_cookies: cli.secure_cookies,
-        public_origin: cli.public_origin,
-    };
-    let listen = |address| {
-        http_server::bind(&Listen {
-            address,
-            backlog: cli.backlog,
-            idle_timeout: cli.client_idle_timeout,
-            write_timeout: cli.client_write_timeout,
-        })
-        .with_context(|| format!("binding {address}"))
+    let bind = |address| {
+        http_server::bind(&cli.listen(address)).with_context(|| format!("binding {address}"))
     };
     let listeners = Listeners {
-        public: listen(cli.listen)?,
-        admin: listen(cli.admin_listen)?,
+        public: bind(cli.listen)?,
+        admin: bind(cli.admin_listen)?,
     };
     let shutdown = Shutdown::new();
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
-    let on_signal = shutdown.clone();
-    thread::Builder::new()
-        .name("signals".to_owned())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                log::info!("signal {signal}: stopping after the requests already received");
-                on_signal.trigger();
-            }
-            if let Some(signal) = signals.next() {
-                log::warn!("signal {signal} again: exiting without waiting");
-                std::process::exit(1);
-            }
-        })?;
+    shutdown
+        .stop_on_signals()
+        .context("installing signal handlers")?;
     http_server::run(listeners, config, shutdown).context("serving")
 }
 

@@ -733,28 +733,19 @@ fn health_readiness_and_metrics() {
     let metrics = get(&front.admin_url("/metrics"));
     assert_eq!(metrics.status, 200);
     let content_type = metrics.header("Content-Type").unwrap();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     let text = String::from_utf8(metrics.body).unwrap();
 
-    // Every line is a comment or `name{labels} value`.
-    for line in text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
-        let name = series.split('{').next().unwrap();
-        assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "{line}"
-        );
-        assert!(!series.contains('{') || series.ends_with('}'), "{line}");
-    }
-
+    // Every line reads as metrics (a strict parse, line by line).
+    let parsed = testkit::parse_metrics(&text);
     let requests = |route: &str, status: &str| {
-        metric(
-            &text,
-            &format!("gatehouse_http_requests_total{{route=\"{route}\",status=\"{status}\"}}"),
+        testkit::metric(
+            &parsed,
+            "gatehouse_http_requests_total",
+            &[("route", route), ("status", status)],
         )
     };
     assert_eq!(requests("/api/v1/users", "201"), Some(1.0), "{text}");
@@ -768,25 +759,19 @@ fn health_readiness_and_metrics() {
         "routes are templates, not raw paths"
     );
     assert_eq!(requests("unknown", "404"), Some(1.0), "{text}");
-    assert!(text.contains("# TYPE gatehouse_http_requests_total counter"));
+    assert!(text.contains("# TYPE gatehouse_http_requests counter"));
     assert_eq!(
-        metric(
-            &text,
-            "gatehouse_http_request_duration_seconds_bucket{route=\"/api/v1/sessions\",le=\"+Inf\"}"
+        testkit::metric(
+            &parsed,
+            "gatehouse_http_request_duration_seconds",
+            &[("route", "/api/v1/sessions")]
         ),
         Some(2.0),
-        "{text}"
-    );
-    assert_eq!(
-        metric(
-            &text,
-            "gatehouse_http_request_duration_seconds_count{route=\"/api/v1/sessions\"}"
-        ),
-        Some(2.0)
+        "two observations: {text}"
     );
     assert!(text.contains("# TYPE gatehouse_http_request_duration_seconds histogram"));
 
-    let backend = stack.backend.addr;
+    let backend = stack.backend.addr.to_string();
     for series in [
         "gatehouse_backend_pool_size",
         "gatehouse_backend_pool_idle",
@@ -795,27 +780,24 @@ fn health_readiness_and_metrics() {
         "gatehouse_backend_pool_timeouts_total",
         "gatehouse_backend_pool_broken_total",
     ] {
-        let value = metric(&text, &format!("{series}{{backend=\"{backend}\"}}"));
+        let value = testkit::metric(&parsed, series, &[("backend", &backend)]);
         assert!(value.is_some_and(|v| v >= 0.0), "{series} missing:\n{text}");
     }
     assert!(
-        metric(
-            &text,
-            &format!("gatehouse_backend_pool_size{{backend=\"{backend}\"}}")
+        testkit::metric(
+            &parsed,
+            "gatehouse_backend_pool_size",
+            &[("backend", &backend)]
         )
         .unwrap()
             >= 1.0
     );
-    // tcp-server's own samples, labelled with the backend they came from.
-    let tcp = |kind: &str| {
-        metric(
-            &text,
-            &format!("gatehouse_tcp_requests_total{{backend=\"{backend}\",kind=\"{kind}\"}}"),
-        )
-    };
-    assert_eq!(tcp("register"), Some(1.0), "{text}");
-    assert_eq!(tcp("login"), Some(2.0), "{text}");
-    assert!(text.contains("# TYPE gatehouse_tcp_requests_total counter"));
+    // tcp-server's own metrics, on its own admin listener.
+    let tcp = testkit::scrape(stack.backend.admin);
+    let count =
+        |kind: &str| testkit::metric(&tcp, "gatehouse_tcp_requests_total", &[("kind", kind)]);
+    assert_eq!(count("register"), Some(1.0));
+    assert_eq!(count("login"), Some(2.0));
 }
 
 #[test]

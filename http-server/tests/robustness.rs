@@ -498,7 +498,7 @@ fn relay(
     let (mut read_buf, mut write_buf) = (Vec::new(), Vec::new());
     let max = proto::DEFAULT_MAX_FRAME_LEN;
     while let Ok(frame) = proto::read_frame::<_, Request>(&mut client, &mut read_buf, max) {
-        if frame.message != Request::Ping {
+        if frame.message != Request::Ping(proto::Ping) {
             held.fetch_add(1, Ordering::SeqCst);
             let (open, changed) = gate;
             let mut open = open.lock().unwrap();

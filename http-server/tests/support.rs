@@ -3,98 +3,45 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use http_server::{BackendConfig, Config, Listen, Listeners, Shutdown};
 use serde_json::Value;
-use tcp_server::db::{self, Db, DbConfig};
-use tcp_server::device::DeviceKey;
 use tcp_server::ops::Context;
-use tcp_server::password::{Hasher, PasswordParams};
-use tcp_server::picture::{PictureConfig, Pictures};
-use tcp_server::secrets::Secrets;
+use tcp_server::password::PasswordParams;
 use tcp_server::server::{self, ServerConfig};
-use tcp_server::stats::Stats;
-use tcp_server::throttle::{Throttle, ThrottleConfig};
-use tcp_server::token::TokenKey;
+use tcp_server::throttle::ThrottleConfig;
+pub use testkit::unique_name;
 
-/// The test database. Tests need a real PostgreSQL and fail, never skip, without one.
-pub fn database_url() -> String {
-    static MIGRATED: OnceLock<String> = OnceLock::new();
-    MIGRATED
-        .get_or_init(|| {
-            let url = std::env::var("DATABASE_URL").expect(
-                "DATABASE_URL is not set: these tests need PostgreSQL; run them with scripts/test, \
-                 which starts a private cluster",
-            );
-            db::migrate(&url).expect("migrating the test database (is PostgreSQL running?)");
-            url
-        })
-        .clone()
-}
+/// The pepper of the backends' context: tests that forge tokens derive the signing key from
+/// it. (A forged token that is accepted proves the two still agree.)
+pub const TEST_PEPPER: &[u8] = testkit::PEPPER;
 
-/// A username no other test run has used.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
-}
-
+/// A backend's context over the test database, with a pool of 4.
 fn context() -> Context {
-    let secrets = Secrets::from_pepper(b"a test pepper of enough length".to_vec()).unwrap();
-    Context {
-        db: Db::new(
-            &database_url(),
-            &DbConfig {
-                pool_size: 4,
-                checkout_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(2),
-                statement_timeout: Duration::from_secs(2),
-            },
-        )
-        .unwrap(),
-        hasher: Hasher::new(
-            PasswordParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            secrets.pepper,
-            2,
-        )
-        .unwrap(),
-        tokens: TokenKey::new(secrets.token_key),
-        pictures: Pictures::new(PictureConfig::default(), 2),
-        session_ttl: Duration::from_secs(3600),
-        devices: DeviceKey::new(secrets.device_key),
-        device_ttl: Duration::from_secs(3600),
-        stats: Stats::default(),
-        throttle: Throttle::new(&open_throttle()),
-    }
+    let mut settings = testkit::settings();
+    settings.db.pool_size = 4;
+    testkit::context_with(&settings)
 }
 
-/// The pepper of `context()`: tests that forge tokens derive the signing key from it. (A
-/// forged token that is accepted proves the two still agree.)
-pub const TEST_PEPPER: &[u8] = b"a test pepper of enough length";
-
-/// `context()` with another pepper, password cost and session lifetime: for a backend after a
+/// A context with another pepper, password cost and session lifetime: for a backend after a
 /// pepper change, one whose hashing costs what production's does, or sessions that expire soon.
-/// Built on `context()`, so every other field stays as the other backends have it.
 pub fn context_with(pepper: &[u8], params: PasswordParams, session_ttl: Duration) -> Context {
-    let secrets = Secrets::from_pepper(pepper.to_vec()).unwrap();
-    Context {
-        hasher: Hasher::new(params, secrets.pepper, 2).unwrap(),
-        tokens: TokenKey::new(secrets.token_key),
-        devices: DeviceKey::new(secrets.device_key),
-        session_ttl,
-        ..context()
-    }
+    let mut settings = testkit::settings();
+    settings.db.pool_size = 4;
+    settings.password = params;
+    settings.session_ttl = session_ttl;
+    Context::new(&settings, &testkit::secrets_with(pepper)).unwrap()
 }
 
 /// A tcp-server in this process; stopped on drop.
 pub struct Backend {
     pub addr: SocketAddr,
-    shutdown: tcp_server::server::Shutdown,
+    /// Its admin listener (its `/metrics`).
+    pub admin: SocketAddr,
+    shutdown: Shutdown,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -120,10 +67,10 @@ impl Backend {
 
     /// A backend with these throttle limits (the others have `open_throttle()`).
     pub fn start_with_throttle(throttle: &ThrottleConfig) -> Backend {
-        Backend::start_with_context(Context {
-            throttle: Throttle::new(throttle),
-            ..context()
-        })
+        let mut settings = testkit::settings();
+        settings.db.pool_size = 4;
+        settings.throttle = throttle.clone();
+        Backend::start_with_context(testkit::context_with(&settings))
     }
 
     /// A backend whose pepper is `pepper`: its password hashes and tokens are not the others'.
@@ -138,18 +85,24 @@ impl Backend {
 
     fn start_serving(listener: TcpListener, workers: usize, ctx: Context) -> Backend {
         let addr = listener.local_addr().unwrap();
-        let shutdown = tcp_server::server::Shutdown::new(&listener).unwrap();
+        let listeners = server::Listeners {
+            protocol: listener,
+            admin: TcpListener::bind("127.0.0.1:0").unwrap(),
+        };
+        let admin = listeners.admin.local_addr().unwrap();
+        let shutdown = Shutdown::new();
         let stop = shutdown.clone();
         let config = ServerConfig {
             workers,
             idle_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(2),
-            max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+            ..ServerConfig::DEFAULT
         };
         let ctx = Arc::new(ctx);
-        let thread = thread::spawn(move || server::run(listener, config, ctx, stop));
+        let thread = thread::spawn(move || server::run(listeners, &config, ctx, stop));
         Backend {
             addr,
+            admin,
             shutdown,
             thread: Some(thread),
         }
@@ -540,14 +493,6 @@ pub fn raw_answer(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Answer {
     }
 }
 
-/// The value of one series (`name{labels}` exactly as rendered) in a Prometheus exposition.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        Some(value.parse().expect("a metric value is a number"))
-    })
-}
-
 /// Registers `username` with `password` and asserts 201.
 pub fn register(front: &Front, username: &str, password: &str) -> Value {
     let created = send_json(
@@ -669,19 +614,5 @@ pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Limits for the tests that are not about them: every test of this process registers and logs
-/// in from 127.0.0.1, so the per-address limits would soon refuse them. The throttle's own tests
-/// set the limits they exercise.
-pub fn open_throttle() -> ThrottleConfig {
-    ThrottleConfig {
-        address_failures: 10_000,
-        register_burst: 10_000,
-        register_global_burst: 10_000,
-        max_accounts: 10_000,
-        max_clients: 10_000,
-        ..ThrottleConfig::default()
     }
 }

@@ -285,9 +285,10 @@ pub fn is_picture_key(key: &str) -> bool {
         && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// What went wrong with a request, in a form the HTTP tier maps to a status code.
+/// What went wrong with a request, in a form the HTTP tier maps to a status code. Not
+/// `non_exhaustive`: both tiers ship together, and http-server's mapping must name every code
+/// (a new one does not compile until it is mapped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ErrorCode {
     /// The frame could not be decoded; the server closes the connection after this reply.
     Malformed = 1,
