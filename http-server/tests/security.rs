@@ -16,6 +16,8 @@ use std::sync::{Arc, Barrier, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use tcp_server::password::PasswordParams;
 use tcp_server::secrets::Secrets;
@@ -79,45 +81,15 @@ fn raw_json(method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Vec<u
     request
 }
 
-/// Tokens are base64url without padding (`tcp-server/src/token.rs`). The codec is written out
-/// here so the tests can take tokens apart without adding a base64 crate to http-server.
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/// Tokens are base64url without padding (`tcp-server/src/token.rs`).
 fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let (mut bits, mut count) = (0u32, 0u32);
-    for &byte in bytes {
-        bits = (bits << 8) | u32::from(byte);
-        count += 8;
-        while count >= 6 {
-            count -= 6;
-            out.push(char::from(BASE64URL[((bits >> count) & 63) as usize]));
-        }
-        bits &= (1 << count) - 1;
-    }
-    if count > 0 {
-        out.push(char::from(BASE64URL[((bits << (6 - count)) & 63) as usize]));
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn base64url_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut bits, mut count) = (0u32, 0u32);
-    for c in text.bytes() {
-        let value = BASE64URL
-            .iter()
-            .position(|&b| b == c)
-            .unwrap_or_else(|| panic!("{c:?} is not base64url in {text}"));
-        bits = (bits << 6) | value as u32;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    out
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap_or_else(|error| panic!("{text} is not base64url: {error}"))
 }
 
 /// Byte offsets in a decoded token: version, user id, session id, expiry, then the MAC.

@@ -416,23 +416,29 @@ pub fn many_sockets() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Parses one HTTP/1.1 response at the start of `bytes`: the head, then a body of its
-/// `Content-Length` (none for 1xx, 204 and 304). `None` until all of it is there.
+/// Parses one HTTP/1.1 response at the start of `bytes` (httparse): the head, then a body of
+/// its `Content-Length` (none for 1xx, 204 and 304). `None` until all of it is there.
+///
+/// # Panics
+/// On bytes that are not an HTTP/1.1 response: the server under test never sends those.
 pub fn parse_answer(bytes: &[u8]) -> Option<(Answer, usize)> {
-    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&bytes[..head_end]).expect("the response head is ASCII");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let (name, value) = line.split_once(':').expect("a header line has a colon");
-            (name.trim().to_owned(), value.trim().to_owned())
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_end = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        Err(error) => panic!(
+            "not an HTTP response ({error}): {:?}",
+            String::from_utf8_lossy(bytes)
+        ),
+    };
+    let status = response.code.expect("a complete response has a status");
+    let headers: Vec<(String, String)> = response
+        .headers
+        .iter()
+        .map(|h| {
+            let value = std::str::from_utf8(h.value).expect("header values are ASCII");
+            (h.name.to_owned(), value.to_owned())
         })
         .collect();
     let length = if matches!(status, 100..=199 | 204 | 304) {
