@@ -37,9 +37,9 @@ pub use http::BodyPace;
 pub use service::Shutdown;
 use socket2::{Domain, Socket, Type};
 
-use crate::api::{Api, Listener};
+use crate::api::Api;
 use crate::http::{ApiCode, ApiError};
-use crate::route::ROUTES;
+use crate::route::{Listener, ROUTES};
 
 /// How often an idle worker looks at the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -204,7 +204,7 @@ pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Resu
             .spawn(move || {
                 while !shutdown.requested() {
                     match admin.recv_timeout(TICK) {
-                        Ok(Some(request)) => api.handle(request, Listener::Admin),
+                        Ok(Some(request)) => route::answer(&api, request, Listener::Admin),
                         Ok(None) => {}
                         Err(error) => {
                             log::error!("receiving an admin request failed: {error}");
@@ -282,7 +282,7 @@ fn work(server: &tiny_http::Server, api: &Api, shutdown: &Shutdown, grace: Durat
         // more can come.
         let connections_done = stop_by.is_some() && server.num_connections() == 0;
         match server.recv_timeout(TICK) {
-            Ok(Some(request)) => api.handle(request, Listener::Public),
+            Ok(Some(request)) => route::answer(api, request, Listener::Public),
             Ok(None) if connections_done => return,
             Ok(None) => {}
             Err(error) => {

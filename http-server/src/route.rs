@@ -1,11 +1,22 @@
 //! The routing table: every route the server answers, its path pattern, the methods it allows
-//! and the handler of each, the listener it is served on, and its label in the metrics. One
-//! table; the handlers live by resource under `api/`. A new route is one row here.
+//! and the handler of each, the listener it is served on, and its label in the metrics; and
+//! [`answer`], which answers one request by it. One table; the handlers live by resource under
+//! `api/`. A new route is one row here.
+
+use std::time::Instant;
 
 use tiny_http::Method;
 
 use crate::api::{self, Api, me, pictures, sessions, users};
-use crate::http::{ApiError, Reply};
+use crate::http::{ApiCode, ApiError, Reply};
+
+/// Which listener a request came in on: the public one serves the API and the pages, the
+/// admin one (loopback by default) the metrics; both answer `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Admin,
+}
 
 /// Answers one request of a route: the API, the request, and its path (for a pattern's
 /// parameter).
@@ -171,6 +182,88 @@ impl Route {
     pub fn is_api(&self) -> bool {
         matches!(self.kind, Kind::Account | Kind::Public | Kind::Health)
     }
+}
+
+/// Whether a route is answered on `listener`: the metrics on the admin listener only, the
+/// health checks on both, everything else on the public one.
+fn served_on(route: &Route, listener: Listener) -> bool {
+    match route.kind {
+        Kind::Health => true,
+        Kind::Admin => listener == Listener::Admin,
+        Kind::Account | Kind::Public | Kind::Page => listener == Listener::Public,
+    }
+}
+
+/// Answers one request. Never panics outward: a panic in a handler is answered 500 and logged,
+/// and the worker carries on.
+pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
+    let started = Instant::now();
+    let path = request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let route = Route::of(&path).filter(|route| served_on(route, listener));
+    let label = route.map_or(UNKNOWN, |route| route.label);
+    let method = request.method().clone();
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(api, route, &path, &mut request)
+    }))
+    .unwrap_or_else(|_| {
+        log::error!("a handler panicked on {method} {label}");
+        ApiError::new(ApiCode::InternalError, "internal error").reply()
+    });
+    let status = reply.status;
+    // A body that was not read whole before the request was handed over (over 16 KiB, or
+    // behind `Expect: 100-continue`) may be partly unread, whatever the status (a GET can
+    // declare one, a refusal reads none of it). Draining it here would hold this worker at the
+    // client's pace, so the answer ends the connection instead, and the connection's own
+    // thread throws the rest away.
+    if request.body_on_socket() {
+        request.end_connection();
+    }
+    if let Err(error) = request.respond(reply.into_response()) {
+        log::debug!("could not send a response: {error}");
+    }
+    let took = started.elapsed();
+    api.metrics.record(label, status, took);
+    log::debug!(
+        "{method} {label} {status} {:.3}ms",
+        took.as_secs_f64() * 1e3
+    );
+}
+
+fn dispatch(
+    api: &Api,
+    route: Option<&'static Route>,
+    path: &str,
+    request: &mut tiny_http::Request,
+) -> Reply {
+    let Some(route) = route else {
+        return ApiError::not_found().reply();
+    };
+    let result = match route.handler(request.method()) {
+        Some(handler) => handler(api, request, path),
+        None => Err(ApiError::method_not_allowed(route.allow())),
+    };
+    // A cookie that names no valid session (revoked, expired, tampered with) is removed, so the
+    // pages stop sending it: only where the cookie was the session (not a wrong password at
+    // login, which says nothing of it) and only when it was the one session cookie (a
+    // clearing `Set-Cookie` would remove ours and leave a planted one).
+    let stale_cookie = matches!(&result, Err(error) if error.code == ApiCode::Unauthorized)
+        && route.session
+        && api.cookie.in_use(request);
+    let mut reply = result.unwrap_or_else(|error| error.reply());
+    if stale_cookie {
+        reply = reply.with_header("Set-Cookie", &api.cookie.clear());
+    }
+    // Answers about an account (a profile, a session, a token, or an error about one) are
+    // never stored by a browser or a shared cache.
+    if route.kind == Kind::Account {
+        reply = reply.with_header("Cache-Control", "no-store");
+    }
+    reply
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! API v1, the operational endpoints and the web pages: [`Api`], what every handler shares and
-//! the answer to one request; the handlers by resource (`users`, `sessions`, `me`,
-//! `pictures`), and the health checks, metrics and pages here. The routes are in
-//! `crate::route`; the contract is `docs/openapi.yaml`, and a test holds the two together.
+//! API v1, the operational endpoints and the web pages: [`Api`], what every handler shares; the
+//! handlers by resource (`users`, `sessions`, `me`, `pictures`), and the health checks, metrics
+//! and pages here. The routes, and the answer to one request, are in `crate::route`; the
+//! contract is `docs/openapi.yaml`, and a test holds the two together.
 
 pub mod me;
 pub mod pictures;
@@ -10,7 +10,6 @@ pub mod users;
 
 use std::io;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
 use serde::Serialize;
@@ -19,27 +18,20 @@ use crate::Config;
 use crate::backend::{Backends, CallError};
 use crate::http::{ApiCode, ApiError, BodyPace, BodySlots, Reply, SessionCookie};
 use crate::metrics::Metrics;
-use crate::route::{self, Kind, Route};
 use crate::web::{self, Web};
-
-/// Which listener a request came in on: the public one serves the API and the pages, the
-/// admin one (loopback by default) the metrics; both answer `/healthz` and `/readyz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    Public,
-    Admin,
-}
 
 /// The request handlers and what they share.
 pub struct Api {
     backends: Backends,
-    metrics: Metrics,
+    /// Counted by the router for every answer.
+    pub(crate) metrics: Metrics,
     max_json_body: usize,
     max_picture_body: usize,
     body_pace: BodyPace,
     body_slots: BodySlots,
     trusted_proxies: Vec<IpAddr>,
-    cookie: SessionCookie,
+    /// The pages' cookies, which the router clears when they name no session.
+    pub(crate) cookie: SessionCookie,
     web: Web,
 }
 
@@ -95,76 +87,6 @@ impl Api {
         addresses.join(", ")
     }
 
-    /// Answers one request. Never panics outward: a panic in a handler is answered 500 and
-    /// logged, and the worker carries on.
-    pub fn handle(&self, mut request: tiny_http::Request, listener: Listener) {
-        let started = Instant::now();
-        let path = request
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let route = Route::of(&path).filter(|route| served_on(route, listener));
-        let label = route.map_or(route::UNKNOWN, |route| route.label);
-        let method = request.method().clone();
-        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.route(route, &path, &mut request)
-        }))
-        .unwrap_or_else(|_| {
-            log::error!("a handler panicked on {method} {label}");
-            ApiError::new(ApiCode::InternalError, "internal error").reply()
-        });
-        let status = reply.status;
-        // A body that was not read whole before the request was handed over (over 16 KiB, or
-        // behind `Expect: 100-continue`) may be partly unread, whatever the status (a GET can
-        // declare one, a refusal reads none of it). Draining it here would hold this worker at
-        // the client's pace, so the answer ends the connection instead, and the connection's
-        // own thread throws the rest away.
-        if request.body_on_socket() {
-            request.end_connection();
-        }
-        respond(request, reply);
-        let took = started.elapsed();
-        self.metrics.record(label, status, took);
-        log::debug!(
-            "{method} {label} {status} {:.3}ms",
-            took.as_secs_f64() * 1e3
-        );
-    }
-
-    fn route(
-        &self,
-        route: Option<&'static Route>,
-        path: &str,
-        request: &mut tiny_http::Request,
-    ) -> Reply {
-        let Some(route) = route else {
-            return ApiError::not_found().reply();
-        };
-        let result = match route.handler(request.method()) {
-            Some(handler) => handler(self, request, path),
-            None => Err(ApiError::method_not_allowed(route.allow())),
-        };
-        // A cookie that names no valid session (revoked, expired, tampered with) is removed, so
-        // the pages stop sending it: only where the cookie was the session (not a wrong password
-        // at login, which says nothing of it) and only when it was the one session cookie (a
-        // clearing `Set-Cookie` would remove ours and leave a planted one).
-        let stale_cookie = matches!(&result, Err(error) if error.code == ApiCode::Unauthorized)
-            && route.session
-            && self.cookie.in_use(request);
-        let mut reply = result.unwrap_or_else(|error| error.reply());
-        if stale_cookie {
-            reply = reply.with_header("Set-Cookie", &self.cookie.clear());
-        }
-        // Answers about an account (a profile, a session, a token, or an error about one) are
-        // never stored by a browser or a shared cache.
-        if route.kind == Kind::Account {
-            reply = reply.with_header("Cache-Control", "no-store");
-        }
-        reply
-    }
-
     /// Sends a request to a backend; a backend's error reply becomes the matching API error.
     fn call(&self, request: &Request, idempotent: bool) -> Result<Response, ApiError> {
         match self.backends.call(request, idempotent) {
@@ -185,16 +107,6 @@ impl Api {
                 "the service did not answer in time",
             )),
         }
-    }
-}
-
-/// Whether a route is answered on `listener`: the metrics on the admin listener only, the
-/// health checks on both, everything else on the public one.
-fn served_on(route: &Route, listener: Listener) -> bool {
-    match route.kind {
-        Kind::Health => true,
-        Kind::Admin => listener == Listener::Admin,
-        Kind::Account | Kind::Public | Kind::Page => listener == Listener::Public,
     }
 }
 
@@ -240,12 +152,6 @@ pub fn page(api: &Api, request: &mut tiny_http::Request, path: &str) -> Result<R
             None => ApiError::not_found().reply(),
         },
     })
-}
-
-fn respond(request: tiny_http::Request, reply: Reply) {
-    if let Err(error) = request.respond(reply.into_response()) {
-        log::debug!("could not send a response: {error}");
-    }
 }
 
 /// A backend's error reply as the API error the contract names: one arm per code, so a new
