@@ -35,16 +35,14 @@ pub struct ClientConnection {
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
-    /// gatehouse patch: how long a body read on the connection's thread (up to 16 KiB) may
-    /// take to arrive in full; the socket's read timeout, which bounds each read only.
-    pub(crate) body_deadline: Option<std::time::Duration>,
+    /// gatehouse patch: how long a body read on the connection's thread (up to
+    /// `PRE_READ_LIMIT`) may take to arrive in full; the socket's read timeout, which bounds
+    /// each read only.
+    pub(crate) body_deadline: Option<Duration>,
 
     /// gatehouse patch: set when the application ends the connection with a request's answer
     /// (`Request::end_connection`): no further request is read.
     end: Arc<AtomicBool>,
-
-    // true if the connection goes through SSL
-    secure: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -71,7 +69,6 @@ impl ClientConnection {
         mut read_socket: RefinedTcpStream,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -82,7 +79,6 @@ impl ClientConnection {
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
-            secure,
             body_deadline: None,
             end: Arc::new(AtomicBool::new(false)),
         }
@@ -111,11 +107,6 @@ impl ClientConnection {
         }
     }
 
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
-    }
-
     /// Reads the next line from self.next_header_source.
     ///
     /// Reads until `CRLF` is reached. The next read will start
@@ -125,16 +116,17 @@ impl ClientConnection {
         let mut prev_byte_was_cr = false;
 
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b.map_err(ReadError::ReadIoError)?,
-                None => {
+            let mut byte = [0u8; 1];
+            let byte = match self.next_header_source.read(&mut byte) {
+                Ok(0) => {
                     return Err(ReadError::ReadIoError(IoError::new(
                         ErrorKind::ConnectionAborted,
                         "Unexpected EOF",
                     )))
                 }
+                Ok(_) => byte[0],
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadError::ReadIoError(e)),
             };
 
             if byte == b'\n' && prev_byte_was_cr {
@@ -224,7 +216,7 @@ impl ClientConnection {
 
         // building the next reader
         let request = crate::request::new_request(
-            self.secure,
+            false, // gatehouse patch: no TLS in this fork
             method,
             path,
             version.clone(),
@@ -259,102 +251,110 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(400, "bad_request", "the request line is not valid HTTP/1.x");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
+        let rq = match self.read() {
+            Err(ReadError::WrongRequestLine) => {
+                let writer = self.sink.next().unwrap();
+                let response =
+                    error_response(400, "bad_request", "the request line is not valid HTTP/1.x");
+                response
+                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .ok();
+                return None; // we don't know where the next request would start,
+                             // se we have to close
+            }
 
-                Err(ReadError::VersionNotSupported) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(
-                        505,
-                        "http_version_not_supported",
-                        "only HTTP/1.0 and HTTP/1.1 are supported",
-                    );
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the head is unread
-                }
+            Err(ReadError::VersionNotSupported) => {
+                let writer = self.sink.next().unwrap();
+                let response = error_response(
+                    505,
+                    "http_version_not_supported",
+                    "only HTTP/1.0 and HTTP/1.1 are supported",
+                );
+                response
+                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .ok();
+                return None; // the rest of the head is unread
+            }
 
-                Err(ReadError::HeadTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(431, "request_header_fields_too_large", "a request head line is over 8 KiB, or there are over 100 headers");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the head is unread, so the connection closes
-                }
+            Err(ReadError::HeadTooLarge) => {
+                let writer = self.sink.next().unwrap();
+                let response = error_response(
+                    431,
+                    "request_header_fields_too_large",
+                    "a request head line is over 8 KiB, or there are over 100 headers",
+                );
+                response
+                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .ok();
+                return None; // the rest of the head is unread, so the connection closes
+            }
 
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(400, "bad_request", "a request header is not valid");
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
+            Err(ReadError::WrongHeader(ver)) => {
+                let writer = self.sink.next().unwrap();
+                let response = error_response(400, "bad_request", "a request header is not valid");
+                response.raw_print(writer, ver, &[], false, None).ok();
+                return None; // we don't know where the next request would start,
+                             // se we have to close
+            }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(408, "request_timeout", "the request head did not arrive in time");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
+            Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // request timeout
+                let writer = self.sink.next().unwrap();
+                let response = error_response(
+                    408,
+                    "request_timeout",
+                    "the request head did not arrive in time",
+                );
+                response
+                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .ok();
+                return None; // closing the connection
+            }
 
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(417, "expectation_failed", "only Expect: 100-continue is supported");
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
+            Err(ReadError::ExpectationFailed(ver)) => {
+                let writer = self.sink.next().unwrap();
+                let response = error_response(
+                    417,
+                    "expectation_failed",
+                    "only Expect: 100-continue is supported",
+                );
+                response.raw_print(writer, ver, &[], true, None).ok();
+                return None; // TODO: should be recoverable, but needs handling in case of body
+            }
 
-                Err(ReadError::ReadIoError(_)) => return None,
+            Err(ReadError::ReadIoError(_)) => return None,
 
-                Ok(rq) => rq,
-            };
+            Ok(rq) => rq,
+        };
 
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
 
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
 
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
 
-            // returning the request
-            return Some(rq);
-        }
+        Some(rq)
     }
 }
 
@@ -367,7 +367,10 @@ fn error_response(
     message: &str,
 ) -> crate::Response<std::io::Cursor<Vec<u8>>> {
     use crate::{Header, Response, StatusCode};
-    let body = format!(r#"{{"error":{{"code":"{}","message":"{}"}}}}"#, code, message);
+    let body = format!(
+        r#"{{"error":{{"code":"{}","message":"{}"}}}}"#,
+        code, message
+    );
     Response::from_data(body.into_bytes())
         .with_status_code(StatusCode(status))
         .with_header(

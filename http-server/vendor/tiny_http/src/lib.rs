@@ -89,10 +89,6 @@
 //! ```
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
-#![allow(clippy::match_like_matches_macro)]
-
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
 
 use std::error::Error;
 use std::io::Error as IoError;
@@ -121,7 +117,6 @@ mod common;
 mod connection;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
@@ -206,11 +201,12 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// Makes sure that `Server` is `Send` and `Sync`; gatehouse patch: was an unused trait
+// implemented for `Server`, which the compiler reported as dead code.
+const _: () = {
+    const fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<Server>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -222,11 +218,13 @@ pub struct ServerConfig {
     /// The addresses to try to listen to.
     pub addr: ConfigListenAddr,
 
-    /// If `Some`, then the server will use SSL to encode the communications.
+    /// Must be `None`: gatehouse patch: this fork has no TLS support, and a server built with
+    /// `Some` fails with an error. Kept so the API stays tiny_http 0.12's.
     pub ssl: Option<SslConfig>,
 }
 
-/// Configuration of the server for SSL.
+/// Configuration of the server for SSL: gatehouse patch: unused, this fork has no TLS support
+/// (see [`ServerConfig::ssl`]).
 #[derive(Debug, Clone)]
 pub struct SslConfig {
     /// Contains the public certificate to send to clients.
@@ -245,22 +243,6 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
-        })
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
         })
     }
 
@@ -286,10 +268,16 @@ impl Server {
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
+    ///
+    /// `ssl_config` must be `None` (gatehouse patch: this fork has no TLS support).
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        // gatehouse patch: the TLS support (features `ssl-openssl`, `ssl-rustls`) is removed.
+        if ssl_config.is_some() {
+            return Err("this fork of tiny_http has no TLS support".into());
+        }
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -299,31 +287,6 @@ impl Server {
             let local_addr = listener.local_addr()?;
             log::debug!("Server listening on {}", local_addr);
             (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
         };
 
         // creating a task where server.accept() is continuously called
@@ -357,23 +320,7 @@ impl Server {
                 use util::RefinedTcpStream;
                 let registration = sock.try_clone().ok();
                 let body_deadline = sock.read_timeout();
-                let streams = match ssl {
-                    None => RefinedTcpStream::new(sock),
-                    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                    Some(ref ssl) => {
-                        // trying to apply SSL over the connection
-                        // if an error occurs, we just close the socket and resume listening
-                        let sock = match ssl.accept(sock) {
-                            Ok(s) => s,
-                            Err(_) => continue,
-                        };
-
-                        RefinedTcpStream::new(sock)
-                    }
-                    #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                    Some(ref _ssl) => unreachable!(),
-                };
-                let (read_closable, write_closable) = match streams {
+                let (read_closable, write_closable) = match RefinedTcpStream::new(sock) {
                     Ok(streams) => streams,
                     Err(e) => {
                         log::error!("Error setting up a new client: {}", e);
@@ -387,12 +334,13 @@ impl Server {
                 // gatehouse patch: registered for a graceful stop; a clone that cannot be had
                 // only means this connection closes at its idle timeout instead.
                 let connections = Arc::clone(&inside_connections);
-                let mut registered = registration
-                    .and_then(|socket| connections.add(socket))
-                    .map(|id| Registered {
-                        id,
-                        connections: Arc::clone(&connections),
-                    });
+                let mut registered =
+                    registration
+                        .and_then(|socket| connections.add(socket))
+                        .map(|id| Registered {
+                            id,
+                            connections: Arc::clone(&connections),
+                        });
                 let mut client = Some(client);
                 tasks_pool.spawn(Box::new(move || {
                     if let Some(client) = client.take() {
@@ -414,7 +362,11 @@ impl Server {
                             // read, so a client never sends into a connection about to close.
                             let closing = connections.closing.load(Relaxed);
                             let rq = rq.with_notify_sender(sender.clone());
-                            let rq = if closing { rq.with_connection_close() } else { rq };
+                            let rq = if closing {
+                                rq.with_connection_close()
+                            } else {
+                                rq
+                            };
                             messages.push(rq.into());
                             in_flight = true;
                             if closing {
@@ -496,7 +448,7 @@ impl Server {
         match self.messages.pop() {
             Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+            None => Err(IoError::other("thread unblocked")),
         }
     }
 
