@@ -1,13 +1,13 @@
-# Shared by scripts/run and scripts/bench (sourced, not run): build the release binaries, bring
-# up PostgreSQL, seed, start both servers and stop them on exit. Expects `say` and `die`.
+# What scripts/run does (sourced, not run): build the release binaries, bring up PostgreSQL,
+# seed, start both servers and stop them on exit. Expects `say` and `die`. (The benchmark and the
+# chaos scenarios do the same in Rust: `cargo xtask bench`, `cargo xtask chaos`.)
 
 profile=release
 bin=target/release
 tcp_port=${GATEHOUSE_TCP_PORT:-7070}
 http_port=${GATEHOUSE_HTTP_PORT:-8080}
 admin_port=${GATEHOUSE_ADMIN_PORT:-9080}
-# Extra arguments for `tcp-server serve` (scripts/bench raises the overall registration limit).
-read -r -a tcp_args <<<"${GATEHOUSE_TCP_ARGS:-}"
+tcp_admin_port=${GATEHOUSE_TCP_ADMIN_PORT:-9070}
 
 url=http://127.0.0.1:$http_port
 pids=()
@@ -41,13 +41,13 @@ stack_database() {
 stack_start() {
     local logs=$1
     mkdir -p "$logs"
-    for port in "$tcp_port" "$http_port" "$admin_port"; do
+    for port in "$tcp_port" "$tcp_admin_port" "$http_port" "$admin_port"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            die "port $port is in use (set GATEHOUSE_TCP_PORT / GATEHOUSE_HTTP_PORT / GATEHOUSE_ADMIN_PORT)"
+            die "port $port is in use (set GATEHOUSE_TCP_PORT / GATEHOUSE_TCP_ADMIN_PORT / GATEHOUSE_HTTP_PORT / GATEHOUSE_ADMIN_PORT)"
         fi
     done
     "$bin/tcp-server" serve --migrate --dev --listen "127.0.0.1:$tcp_port" \
-        ${tcp_args[@]+"${tcp_args[@]}"} 2>"$logs/tcp-server.log" &
+        --admin-listen "127.0.0.1:$tcp_admin_port" 2>"$logs/tcp-server.log" &
     tcp_pid=$!
     pids+=("$tcp_pid")
     "$bin/http-server" --listen "127.0.0.1:$http_port" --admin-listen "127.0.0.1:$admin_port" \

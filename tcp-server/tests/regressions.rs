@@ -234,7 +234,7 @@ fn after_a_database_restart_no_request_fails_on_a_dead_pooled_connection() {
 }
 
 /// A query cut by a fast shutdown or restart of PostgreSQL (SQLSTATE 57P01) was taken for a
-/// failed query and answered Internal (HTTP 500); found by scripts/chaos scenario 3.
+/// failed query and answered Internal (HTTP 500); found by chaos scenario 3.
 #[test]
 fn a_query_cut_by_a_database_shutdown_is_retryable_not_internal() {
     let url = database_url();

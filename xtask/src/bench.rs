@@ -1,0 +1,786 @@
+//! `cargo xtask bench`: the benchmark of the README, in one run on this machine. It brings up
+//! PostgreSQL, seeds the users (skipped when already there), starts tcp-server and http-server
+//! (release), and measures, side by side:
+//! 1. the database ceiling: pgbench running tcp-server's own login lookup
+//!    (`tcp_server::ops::LOGIN_LOOKUP`);
+//! 2. client efficiency: loadtest against wrk on GET /healthz, same connections and time;
+//! 3. login-random and login-fixed, closed loop;
+//! 4. login-random, open loop at `--rate`;
+//! 5. profile and register, closed loop;
+//! 6. peak RSS and threads of both servers.
+//!
+//! It writes a markdown table (bench.md) and everything as JSON (bench.json, with one loadtest
+//! report per run, and each run's JSON and SVG beside it) under `--out`, prints the table, and
+//! stops what it started. Needs wrk (installed with apt-get when missing, as root or through
+//! passwordless sudo) and pgbench (it comes with the server package scripts/postgres installs).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use loadtest::Report;
+use loadtest::scenario::Step;
+use serde_json::json;
+
+use crate::http::{Call, Outcome};
+use crate::load::{Spec, grouped};
+use crate::stack::{self, AtExit, Process, Profile, Stop, say};
+
+/// The command line (documented on `Command` in main.rs, which clap shows).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Seeded users (seeded when missing; 10 million take about 3 minutes).
+    #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    users: u64,
+    /// Measured time of each login run: whole seconds or minutes (60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    duration: Duration,
+    /// Measured time of the other runs, pgbench and wrk.
+    #[arg(long, default_value = "30s", value_parser = parse_seconds)]
+    short: Duration,
+    /// Connections of every load (and of wrk).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+    connections: u32,
+    /// Logins a second of the open-loop run.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// Where the table, the JSON and each run's files go (relative to the workspace's root).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+/// A duration for `--duration` and `--short`: whole seconds, at least one (loadtest reports
+/// whole seconds; wrk and pgbench take seconds).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if duration.is_zero() || duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "durations are whole seconds or minutes, at least 1 s (60s, 2m), not {text:?}"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Where the servers listen.
+struct Ports {
+    tcp: u16,
+    tcp_admin: u16,
+    http: u16,
+    http_admin: u16,
+}
+
+impl Ports {
+    fn from_env() -> anyhow::Result<Ports> {
+        let port = |name: &str, default: u16| -> anyhow::Result<u16> {
+            match std::env::var(name) {
+                Ok(value) => value
+                    .parse()
+                    .with_context(|| format!("{name} must be a port number, not {value:?}")),
+                Err(_) => Ok(default),
+            }
+        };
+        Ok(Ports {
+            tcp: port("GATEHOUSE_TCP_PORT", 7070)?,
+            tcp_admin: port("GATEHOUSE_TCP_ADMIN_PORT", 9070)?,
+            http: port("GATEHOUSE_HTTP_PORT", 8080)?,
+            http_admin: port("GATEHOUSE_ADMIN_PORT", 9080)?,
+        })
+    }
+}
+
+/// The loadtest runs, one per row of the table.
+struct Runs {
+    health: Report,
+    login_random: Report,
+    login_fixed: Report,
+    login_open: Report,
+    profile: Report,
+    register: Report,
+}
+
+/// Everything the table shows.
+struct Results {
+    machine: Machine,
+    users: u64,
+    connections: u32,
+    rate: u32,
+    pgbench_tps: f64,
+    wrk_rps: f64,
+    /// Peak RSS (VmHWM), KiB: tcp-server, http-server.
+    rss_kib: (u64, u64),
+    /// Peak threads, sampled each second: tcp-server, http-server.
+    threads: (u64, u64),
+    runs: Runs,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let out = stack::root().join(&args.out);
+    let ports = Ports::from_env()?;
+    stack::raise_open_files_limit();
+    ensure_wrk()?;
+    let pgbench = find_pgbench()?;
+    let binaries = stack::build_servers(Profile::Release)?;
+    stack::check_ports_free(&[ports.tcp, ports.tcp_admin, ports.http, ports.http_admin])?;
+
+    // DATABASE_URL when set; else the private cluster, stopped at the end if it was not running.
+    let given_url = std::env::var("DATABASE_URL").ok();
+    if given_url.is_none() && !stack::postgres_running()? {
+        stack::postgres_at_exit(AtExit::Stop);
+    }
+    let database_url = stack::postgres("start", given_url.as_deref())?;
+    say(&format!(
+        "seeding {} users (skipped when already there; 10 million take about 3 minutes)",
+        grouped(args.users)
+    ));
+    let mut seed = Command::new(&binaries.tcp_server);
+    seed.args(["seed", "--users", &args.users.to_string(), "--dev"])
+        .env("DATABASE_URL", &database_url);
+    let status = Process::start("seed", seed, None)?.wait_for_exit();
+    ensure!(status.is_some_and(|s| s.success()), "seeding failed");
+
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = out.canonicalize()?;
+    let _ = fs::remove_file(out.join("loadtest.txt"));
+    let mut tcp = {
+        let mut command = Command::new(&binaries.tcp_server);
+        command
+            .args(["serve", "--migrate", "--dev"])
+            .args(["--listen", &format!("127.0.0.1:{}", ports.tcp)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", ports.tcp_admin)])
+            // The register run spreads its connections over many loopback addresses (20
+            // registrations from each, within the per-address burst), so the per-address
+            // limits stay at their defaults; the limit over all clients (100 a second) is
+            // raised above what the machine can do, or the run would measure it.
+            .args(["--register-global-rate", "1000000"])
+            .args(["--register-global-burst", "1000000"])
+            .env("DATABASE_URL", &database_url);
+        start_fresh("tcp-server", command, &out)?
+    };
+    let mut http = {
+        let mut command = Command::new(&binaries.http_server);
+        command
+            .args(["--listen", &format!("127.0.0.1:{}", ports.http)])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", ports.http_admin)])
+            .args(["--backend", &format!("127.0.0.1:{}", ports.tcp)]);
+        start_fresh("http-server", command, &out)?
+    };
+    wait_ready(&mut tcp, &mut http, ports.http)?;
+    say(&format!(
+        "serving: http://127.0.0.1:{} (tcp-server pid {}, http-server pid {}; logs in {})",
+        ports.http,
+        tcp.pid(),
+        http.pid(),
+        out.display()
+    ));
+    let peaks = ThreadPeaks::start(tcp.pid(), http.pid());
+
+    let short = args.short.as_secs();
+    say(&format!(
+        "pgbench: the login lookup, prepared, 64 clients over TCP, {short} s"
+    ));
+    let lookup = out.join("lookup.sql");
+    fs::write(
+        &lookup,
+        pgbench_script(tcp_server::ops::LOGIN_LOOKUP, args.users)?,
+    )?;
+    let mut command = Command::new(&pgbench);
+    command
+        .args(["-n", "-M", "prepared", "-c", "64", "-j", "2"])
+        .args(["-T", &short.to_string()])
+        .arg("-f")
+        .arg(&lookup)
+        .arg(&database_url);
+    let (status, text) = run_logged("pgbench", command, &out)?;
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "pgbench failed: {}",
+        tail(&text, 3)
+    );
+    let pgbench_tps = pgbench_tps(&text).context("no `tps = ` line in pgbench's output")?;
+
+    let url = format!("http://127.0.0.1:{}", ports.http);
+    say(&format!(
+        "wrk: GET /healthz, {} connections, {short} s",
+        args.connections
+    ));
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t2", &format!("-c{}", args.connections)])
+        .args([format!("-d{short}s"), format!("{url}/healthz")]);
+    let (status, text) = run_logged("wrk", command, &out)?;
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "wrk failed: {}",
+        tail(&text, 3)
+    );
+    let wrk_rps = wrk_rps(&text).context("no `Requests/sec:` line in wrk's output")?;
+
+    let connections = args.connections as usize;
+    let spec = |step, duration| Spec::new(step, args.users, connections, duration);
+    let measure = |name: &str, spec: Spec| measure(name, &spec, ports.http, &out);
+    let runs = Runs {
+        health: measure(
+            "health",
+            Spec {
+                warmup: Duration::from_secs(2),
+                ..spec(Step::Health, args.short)
+            },
+        )?,
+        login_random: measure("login-random", spec(Step::LoginRandom, args.duration))?,
+        login_fixed: measure("login-fixed", spec(Step::LoginFixed, args.duration))?,
+        login_open: measure(
+            "login-open",
+            Spec {
+                rate: Some(f64::from(args.rate)),
+                ..spec(Step::LoginRandom, args.duration)
+            },
+        )?,
+        profile: measure("profile", spec(Step::Profile, args.short))?,
+        register: measure(
+            "register",
+            Spec {
+                spread_sources: Some(20),
+                ..spec(Step::Register, args.short)
+            },
+        )?,
+    };
+
+    let vm_hwm = |server: &Process| {
+        server
+            .proc_status("VmHWM")
+            .with_context(|| format!("reading {}'s VmHWM", server.name()))
+    };
+    let rss_kib = (vm_hwm(&tcp)?, vm_hwm(&http)?);
+    let threads = peaks.finish();
+    drop((http, tcp));
+
+    let results = Results {
+        machine: Machine::this()?,
+        users: args.users,
+        connections: args.connections,
+        rate: args.rate,
+        pgbench_tps,
+        wrk_rps,
+        rss_kib,
+        threads,
+        runs,
+    };
+    let table = render(&results);
+    fs::write(out.join("bench.md"), format!("{table}\n"))?;
+    fs::write(
+        out.join("bench.json"),
+        serde_json::to_vec_pretty(&to_json(&results))?,
+    )?;
+    println!("{table}");
+    say(&format!(
+        "written: {0}/bench.md, {0}/bench.json (per-run JSON and SVG beside them)",
+        out.display()
+    ));
+    Ok(())
+}
+
+/// Starts a server with a fresh log, `<out>/<name>.log`.
+fn start_fresh(name: &str, command: Command, out: &Path) -> anyhow::Result<Process> {
+    let _ = fs::remove_file(out.join(format!("{name}.log")));
+    Process::start(name, command, Some(out))
+}
+
+/// Runs a measuring program to its end (stopped by the clean-up like a server); its exit and
+/// its output, also left in `<out>/<name>.log`.
+fn run_logged(
+    name: &str,
+    command: Command,
+    out: &Path,
+) -> anyhow::Result<(Option<ExitStatus>, String)> {
+    let mut process = start_fresh(name, command, out)?;
+    let status = process.wait_for_exit();
+    Ok((status, process.log_text()))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits up to 30 s for http-server's /readyz, failing at once if a server exits.
+fn wait_ready(tcp: &mut Process, http: &mut Process, port: u16) -> anyhow::Result<()> {
+    let ready = || {
+        Call::get(port, "/readyz")
+            .timeout(Duration::from_secs(2))
+            .send()
+            .outcome
+    };
+    for _ in 0..150 {
+        if ready() == Outcome::Status(200) {
+            return Ok(());
+        }
+        for server in [&mut *tcp, &mut *http] {
+            if !server.alive() {
+                bail!("{} exited: {}", server.name(), server.log_tail(3));
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    bail!(
+        "the servers did not become ready (logs: {}, {})",
+        tcp.log_tail(3),
+        http.log_tail(3)
+    )
+}
+
+/// One loadtest run, in this process: its report, printed and written as JSON and SVG.
+fn measure(name: &str, spec: &Spec, port: u16, out: &Path) -> anyhow::Result<Report> {
+    say(&format!(
+        "loadtest {name}: {}, {} connections, {} s{}",
+        spec.step.name(),
+        spec.connections,
+        spec.duration.as_secs(),
+        spec.rate
+            .map_or(String::new(), |rate| format!(", open loop at {rate}/s"))
+    ));
+    let report = loadtest::run(&spec.config(port)).with_context(|| format!("running {name}"))?;
+    let table = report.table();
+    eprint!("{table}");
+    fs::File::options()
+        .create(true)
+        .append(true)
+        .open(out.join("loadtest.txt"))?
+        .write_all(table.as_bytes())?;
+    fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    let svg = out.join(format!("{name}.svg"));
+    loadtest::plot::svg(&report, &svg)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("drawing {}", svg.display()))?;
+    Ok(report)
+}
+
+/// The most threads each server had, sampled each second while the loads run.
+struct ThreadPeaks {
+    stop: Stop,
+    thread: JoinHandle<(u64, u64)>,
+}
+
+impl ThreadPeaks {
+    fn start(tcp: u32, http: u32) -> ThreadPeaks {
+        let stop = Stop::new();
+        let thread = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut peaks = (0, 0);
+                loop {
+                    let (Some(t), Some(h)) = (
+                        stack::proc_status(tcp, "Threads"),
+                        stack::proc_status(http, "Threads"),
+                    ) else {
+                        return peaks;
+                    };
+                    peaks = (peaks.0.max(t), peaks.1.max(h));
+                    if stop.wait(Duration::from_secs(1)) {
+                        return peaks;
+                    }
+                }
+            })
+        };
+        ThreadPeaks { stop, thread }
+    }
+
+    fn finish(self) -> (u64, u64) {
+        self.stop.set();
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The pgbench script for tcp-server's login lookup: the username key `$1` becomes
+/// `'user' || :uid`, a seeded user drawn uniformly from 1..=users.
+fn pgbench_script(lookup: &str, users: u64) -> anyhow::Result<String> {
+    ensure!(
+        lookup.matches('$').count() == 1 && lookup.matches("$1").count() == 1,
+        "the login lookup has parameters other than $1: {lookup}"
+    );
+    let query = lookup.trim().trim_end_matches(';');
+    Ok(format!(
+        "\\set uid random(1, {users})\n{};\n",
+        query.replace("$1", "'user' || :uid")
+    ))
+}
+
+/// pgbench's `tps = 48948.123456 (without initial connection time)`.
+fn pgbench_tps(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// wrk's `Requests/sec:  73892.12`.
+fn wrk_rps(output: &str) -> Option<f64> {
+    output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|rest| rest.trim().parse().ok())
+}
+
+/// Whether `program` is on the PATH.
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// Installs wrk with apt-get when missing: as root, or through passwordless sudo.
+fn ensure_wrk() -> anyhow::Result<()> {
+    if on_path("wrk").is_some() {
+        return Ok(());
+    }
+    let root = fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !root && !sudo {
+        bail!("wrk is missing; install it (apt-get install wrk) or run as root");
+    }
+    say("installing wrk (Debian package)");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "wrk"]] {
+        let mut command = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        let status = command
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // Our stdout carries only the table.
+            .stdout(std::io::stderr())
+            .status()
+            .context("running apt-get")?;
+        ensure!(status.success(), "apt-get {} failed", args.join(" "));
+    }
+    ensure!(
+        on_path("wrk").is_some(),
+        "installed wrk, but it is not on the PATH"
+    );
+    Ok(())
+}
+
+/// The newest /usr/lib/postgresql/<version>/bin/pgbench, else pgbench on the PATH.
+fn find_pgbench() -> anyhow::Result<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let path = entry.path().join("bin/pgbench");
+            path.is_file().then_some((version, path))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, path)| path)
+        .or_else(|| on_path("pgbench"))
+        .context("pgbench not found (it comes with the PostgreSQL server package)")
+}
+
+/// The machine, as the table's first line describes it.
+struct Machine {
+    cores: usize,
+    cpu: String,
+    memory_gib: u64,
+    kernel: String,
+}
+
+impl Machine {
+    fn this() -> anyhow::Result<Machine> {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+        let meminfo = fs::read_to_string("/proc/meminfo")?;
+        Ok(Machine {
+            cores: thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu: cpu_model(&cpuinfo).unwrap_or_else(|| "?".to_owned()),
+            memory_gib: memory_gib(&meminfo).unwrap_or(0),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")?
+                .trim()
+                .to_owned(),
+        })
+    }
+}
+
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| Some(line.split_once(':')?.1.trim().to_owned()))
+}
+
+/// MemTotal, rounded to GiB.
+fn memory_gib(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((kib as f64 / 1_048_576.0).round() as u64)
+}
+
+/// The table of bench.md.
+fn render(results: &Results) -> String {
+    let Results {
+        machine: m,
+        runs,
+        pgbench_tps,
+        wrk_rps,
+        ..
+    } = results;
+    let mut out = format!(
+        "Machine: {} cores ({}), {} GiB, Linux {}; load generator on the same machine.\n\
+         Users: {}; connections: {}.\n\n\
+         | run | throughput (req/s) | errors | p50 ms | p99 ms | p99.9 ms | max ms | notes |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+        m.cores,
+        m.cpu,
+        m.memory_gib,
+        m.kernel,
+        grouped(results.users),
+        results.connections
+    );
+    let mut row = |label: &str, r: &Report, notes: &str| {
+        let l = &r.latency_ms;
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {notes} |",
+            grouped(r.throughput.round() as u64),
+            r.errors,
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max
+        );
+    };
+    let tps = grouped(pgbench_tps.round() as u64);
+    row(
+        "login-random, closed loop",
+        &runs.login_random,
+        &format!(
+            "{:.2} of pgbench's {tps} tps for the same lookup",
+            runs.login_random.throughput / pgbench_tps
+        ),
+    );
+    row(
+        "login-fixed (200 users), closed loop",
+        &runs.login_fixed,
+        "",
+    );
+    row(
+        &format!("login-random, open loop at {}/s", results.rate),
+        &runs.login_open,
+        &format!(
+            "{} late sends; latency from the intended send time",
+            runs.login_open.late_sends
+        ),
+    );
+    row("profile (GET /api/v1/me), closed loop", &runs.profile, "");
+    row(
+        "register, closed loop",
+        &runs.register,
+        "20 per client address (loadtest --spread-sources 20); overall limit raised",
+    );
+    row(
+        "GET /healthz (loadtest)",
+        &runs.health,
+        &format!(
+            "wrk: {} req/s; loadtest/wrk = {:.2}",
+            grouped(wrk_rps.round() as u64),
+            runs.health.throughput / wrk_rps
+        ),
+    );
+    let (tcp, http) = results.rss_kib;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let _ = write!(
+        out,
+        "\npgbench (login lookup, prepared, 64 clients, TCP): {tps} tps.\n\
+         Peak RSS: tcp-server {:.0} MiB + http-server {:.0} MiB = {:.0} MiB; peak threads: \
+         tcp-server {}, http-server {}.",
+        mib(tcp),
+        mib(http),
+        mib(tcp + http),
+        results.threads.0,
+        results.threads.1
+    );
+    out
+}
+
+/// bench.json: the figures of the table and every run's full report.
+fn to_json(results: &Results) -> serde_json::Value {
+    let runs = &results.runs;
+    json!({
+        "pgbench_tps": results.pgbench_tps,
+        "wrk_rps": results.wrk_rps,
+        "peak_rss_kib": {"tcp_server": results.rss_kib.0, "http_server": results.rss_kib.1},
+        "peak_threads": {"tcp_server": results.threads.0, "http_server": results.threads.1},
+        "users": results.users,
+        "connections": results.connections,
+        "runs": {
+            "health": runs.health,
+            "login-random": runs.login_random,
+            "login-fixed": runs.login_fixed,
+            "login-open": runs.login_open,
+            "profile": runs.profile,
+            "register": runs.register,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::fake_report;
+
+    #[test]
+    fn durations_are_whole_seconds_or_minutes() {
+        assert_eq!(parse_seconds("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_seconds("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_seconds("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["0s", "500ms", "1500ms", "60", "", "soon"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_pgbench_script_substitutes_the_username_key() {
+        let lookup = "SELECT id FROM users WHERE lower(username COLLATE \"C\") = $1";
+        assert_eq!(
+            pgbench_script(lookup, 10_000_000).unwrap(),
+            "\\set uid random(1, 10000000)\n\
+             SELECT id FROM users WHERE lower(username COLLATE \"C\") = 'user' || :uid;\n"
+        );
+        assert!(pgbench_script("SELECT 1 WHERE $1 = $2", 5).is_err());
+        assert!(pgbench_script("SELECT 1", 5).is_err());
+    }
+
+    #[test]
+    fn the_pgbench_script_runs_tcp_servers_own_lookup() {
+        let script = pgbench_script(tcp_server::ops::LOGIN_LOOKUP, 20_000).unwrap();
+        let (set, query) = script.split_once('\n').unwrap();
+        assert_eq!(set, "\\set uid random(1, 20000)");
+        assert!(!query.contains('$'), "{query}");
+        assert!(query.contains("= 'user' || :uid"), "{query}");
+        assert!(
+            query.ends_with(";\n") && query.matches(';').count() == 1,
+            "{query}"
+        );
+    }
+
+    #[test]
+    fn pgbench_and_wrk_figures_are_read_from_their_output() {
+        let pgbench = "number of transactions actually processed: 1468440\n\
+                       latency average = 1.307 ms\n\
+                       initial connection time = 30.446 ms\n\
+                       tps = 48948.123456 (without initial connection time)\n";
+        assert_eq!(pgbench_tps(pgbench), Some(48948.123456));
+        assert_eq!(pgbench_tps("pgbench: error: connection failed"), None);
+        let wrk = "  2217024 requests in 30.00s, 190.29MB read\n\
+                   Requests/sec:  73892.12\n\
+                   Transfer/sec:      6.34MB\n";
+        assert_eq!(wrk_rps(wrk), Some(73892.12));
+        assert_eq!(wrk_rps("unable to connect"), None);
+    }
+
+    #[test]
+    fn the_machine_is_read_from_proc() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\n\
+                       model name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu\n";
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) Processor")
+        );
+        assert_eq!(
+            memory_gib("MemTotal:       24660812 kB\nMemFree: 1 kB\n"),
+            Some(24)
+        );
+        assert_eq!(memory_gib("MemFree: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn the_table_has_the_readmes_rows_and_figures() {
+        let report = |throughput| fake_report(throughput, 0, &[("200", 100)]);
+        let results = Results {
+            machine: Machine {
+                cores: 2,
+                cpu: "Intel(R) Xeon(R) Processor".to_owned(),
+                memory_gib: 24,
+                kernel: "6.18.44".to_owned(),
+            },
+            users: 10_000_000,
+            connections: 1000,
+            rate: 3000,
+            pgbench_tps: 48_948.4,
+            wrk_rps: 73_892.1,
+            rss_kib: (32 * 1024, 75 * 1024),
+            threads: (262, 1025),
+            runs: Runs {
+                health: report(78_992.0),
+                login_random: report(13_315.2),
+                login_fixed: report(13_669.0),
+                login_open: report(3_000.0),
+                profile: report(19_033.0),
+                register: report(7_819.0),
+            },
+        };
+        let table = render(&results);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Machine: 2 cores (Intel(R) Xeon(R) Processor), 24 GiB, Linux 6.18.44; load \
+             generator on the same machine."
+        );
+        assert_eq!(lines[1], "Users: 10,000,000; connections: 1000.");
+        assert_eq!(
+            lines[3],
+            "| run | throughput (req/s) | errors | p50 ms | p99 ms | p99.9 ms | max ms | notes |"
+        );
+        assert_eq!(
+            lines[5],
+            "| login-random, closed loop | 13,315 | 0 | 74.62 | 85.57 | 92.86 | 158.97 | 0.27 of \
+             pgbench's 48,948 tps for the same lookup |"
+        );
+        assert_eq!(
+            lines[6],
+            "| login-fixed (200 users), closed loop | 13,669 | 0 | 74.62 | 85.57 | 92.86 | \
+             158.97 |  |"
+        );
+        assert!(lines[7].starts_with("| login-random, open loop at 3000/s | 3,000 |"));
+        assert!(lines[7].ends_with("| 0 late sends; latency from the intended send time |"));
+        assert!(lines[10].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 14);
+        assert_eq!(
+            lines[12],
+            "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
+        );
+        assert_eq!(
+            lines[13],
+            "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
+             tcp-server 262, http-server 1025."
+        );
+        let json = to_json(&results);
+        assert_eq!(json["peak_rss_kib"]["http_server"], 75 * 1024);
+        assert_eq!(json["runs"]["login-random"]["throughput"], 13_315.2);
+    }
+}
