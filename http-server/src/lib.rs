@@ -98,11 +98,11 @@ impl Config {
 }
 
 impl Default for Config {
+    /// [`Config::DEFAULT`] with the default backend address.
     fn default() -> Self {
-        Config {
-            backend: BackendConfig::default(),
-            ..Config::DEFAULT
-        }
+        let mut config = Config::DEFAULT;
+        config.backend = BackendConfig::default();
+        config
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,28 +112,39 @@ fn a_stopped_backend_is_routed_around() {
     let front = Arc::new(Front::start_with(config, Duration::from_secs(5)));
 
     // Clients keep going while B stops; each outcome is kept with its start time.
+    const CLIENTS: usize = 12;
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..12)
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (front, stop) = (Arc::clone(&front), Arc::clone(&stop));
+            let (front, stop, rounds) =
+                (Arc::clone(&front), Arc::clone(&stop), Arc::clone(&rounds));
             thread::spawn(move || {
                 let mut outcomes = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
                     outcomes.push((started, one_of_each(&front)));
+                    rounds.fetch_add(1, Ordering::SeqCst);
                 }
                 outcomes
             })
         })
         .collect();
-    thread::sleep(Duration::from_millis(1500));
     assert!(
-        tcp_requests(&b, "login") > 0.0,
+        eventually(Duration::from_secs(10), || tcp_requests(&b, "login") >= 5.0),
         "B served nothing before its stop"
     );
     b.stop();
     let stopped = Instant::now();
-    thread::sleep(Duration::from_millis(1500));
+    // The rounds under way at the stop (one per client at most) end after it too; past
+    // those, four rounds per client that began after the stop.
+    let at_stop = rounds.load(Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            rounds.load(Ordering::SeqCst) >= at_stop + 5 * CLIENTS
+        }),
+        "the clients stalled after the stop"
+    );
     stop.store(true, Ordering::SeqCst);
     let outcomes: Vec<_> = clients
         .into_iter()

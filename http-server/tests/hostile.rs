@@ -242,9 +242,12 @@ fn trickled_uploads_hold_no_worker_without_a_session_and_a_bounded_share_with_on
     assert_eq!(errors, 0);
     assert!(health.is_some());
     let alone = p99(&mut alone);
-    // The machine running these tests is small and shared: a p99 of a few milliseconds moves
-    // by that much on its own, so "twice as slow" is judged against at least 5 ms.
-    let allowed = 2 * alone.max(Duration::from_millis(5));
+    // Tricklers holding the workers the normal clients need would make those wait until a
+    // trickler is cut off for its pace, a second or more. The line is far below that, and
+    // above what a small machine shared with the other tests adds to a p99 of a few
+    // milliseconds between two 4-second windows (tens of milliseconds at worst): twice the
+    // p99 alone, and 100 ms more.
+    let allowed = 2 * alone + Duration::from_millis(100);
 
     for (token, expected) in [("x", &[401][..]), (uploader.as_str(), &[503, 408][..])] {
         let (trickled, (mut latencies, errors, health)) = under_trickle(&front, token, &tokens);

@@ -1,7 +1,7 @@
 //! The real stack in this process: tcp-server over the real test database, http-server in front
 //! of it, and an HTTP client that treats every status as an answer.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -13,7 +13,7 @@ use tcp_server::ops::Context;
 use tcp_server::password::PasswordParams;
 use tcp_server::server::{self, ServerConfig};
 use tcp_server::throttle::ThrottleConfig;
-pub use testkit::unique_name;
+pub use testkit::{eventually, unique_name};
 
 /// The pepper of the backends' context: tests that forge tokens derive the signing key from
 /// it. (A forged token that is accepted proves the two still agree.)
@@ -388,18 +388,119 @@ pub fn new_session(front: &Front) -> (String, String, String) {
 /// Raw bytes in, raw bytes out (until the server closes or `wait` passes): for requests no
 /// client library would send.
 pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let _ = stream.write_all(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
+    raw_reply(addr, bytes, wait).bytes
+}
+
+/// What a server sent on a connection before it closed it or a deadline passed.
+#[derive(Debug)]
+pub struct Reply {
+    /// Everything it sent.
+    pub bytes: Vec<u8>,
+    /// Whether it closed the connection (end of stream, or a reset); if not, the deadline passed
+    /// with the connection open.
+    pub closed: bool,
+}
+
+impl Reply {
+    /// The whole answer at the start of what was sent, if one came.
+    pub fn answer(&self) -> Option<Answer> {
+        parse_answer(&self.bytes).map(|(answer, _)| answer)
     }
-    out
+}
+
+/// Raw bytes in on a connection of their own; what the server sends until it closes the
+/// connection or `wait` passes, one deadline for all of it.
+pub fn raw_reply(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Reply {
+    let deadline = Instant::now() + wait;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    // The server may refuse and close before it has taken every byte.
+    let _ = stream.write_all(bytes);
+    read_reply(
+        &mut stream,
+        deadline.saturating_duration_since(Instant::now()),
+    )
+}
+
+/// Reads what the server sends on `stream` until it closes the connection or `wait` passes.
+pub fn read_reply(stream: &mut TcpStream, wait: Duration) -> Reply {
+    let deadline = Instant::now() + wait;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(error) => match error.kind() {
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => break true,
+                // A timeout, or a signal: the loop looks at the deadline.
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => {}
+                _ => panic!("reading the server's reply: {error}"),
+            },
+        }
+    };
+    Reply { bytes, closed }
+}
+
+/// Sends a hostile request on a connection of its own and requires the server to refuse it
+/// within `wait` ([`assert_refusal`]). Returns the answer, if there was one.
+pub fn assert_refused(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+    what: &str,
+) -> Option<Answer> {
+    assert_refusal(&raw_reply(addr, bytes, wait), what)
+}
+
+/// Requires `reply` to be a refusal: a whole JSON 4xx answer, or nothing, and in either case the
+/// connection closed. Fails the test, saying `what` was sent, if the connection was still open
+/// at the deadline (the server hangs), or the server sent anything other than a 4xx, or closed
+/// part way through an answer. Returns the answer, if there was one.
+pub fn assert_refusal(reply: &Reply, what: &str) -> Option<Answer> {
+    let sent = String::from_utf8_lossy(&reply.bytes);
+    assert!(
+        reply.closed,
+        "{what}: the connection was still open at the deadline, having sent {sent:?}"
+    );
+    let answer = reply.answer();
+    match &answer {
+        Some(answer) => {
+            assert!(
+                (400..500).contains(&answer.status),
+                "{what}: answered {}: {sent:?}",
+                answer.status
+            );
+            let code = answer.json()["error"]["code"].as_str().map(str::to_owned);
+            answer.assert_error(answer.status, code.as_deref().unwrap_or("(none)"));
+        }
+        None => assert!(
+            reply.bytes.is_empty(),
+            "{what}: closed after sending what is no whole answer: {sent:?}"
+        ),
+    }
+    answer
+}
+
+/// Asserts, through the API, that no account `username` exists: registering it now succeeds
+/// (which takes the name). For tests whose hostile requests would have registered it.
+pub fn assert_no_account(front: &Front, username: &str) {
+    let created = send_json(
+        "POST",
+        &front.url("/api/v1/users"),
+        None,
+        &serde_json::json!({"username": username, "password": "a long enough password"}),
+    );
+    assert_eq!(
+        created.status,
+        201,
+        "an account {username} exists, or registering it failed: {:?}",
+        String::from_utf8_lossy(&created.body)
+    );
 }
 
 /// A small valid PNG: 8x8, red.
@@ -607,18 +708,4 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let started = Instant::now();
     let out = f();
     (out, started.elapsed())
-}
-
-/// Waits until `condition` holds, up to `wait`; returns whether it did.
-pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + wait;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -1,13 +1,13 @@
 //! Register, log in, log out, read and change the profile: every rule, over a real socket.
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::{ErrorCode, Profile, Request, Response, Secret, Session};
 use tcp_server::ops;
 use tcp_server::password::PasswordParams;
 
-use crate::support::{FAST, TestServer, context, unique_name};
+use crate::support::{FAST, TestServer, context, eventually, unique_name};
 
 fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
     Request::Register(proto::Register {
@@ -379,7 +379,14 @@ fn an_expired_session_is_refused() {
     let name = unique_name("erin");
     client.call(register(&name, "correct horse", None));
     let session = logged_in(client.call(login(&name, "correct horse")));
-    thread::sleep(Duration::from_millis(2_100));
+    // Waits for the clock to pass the session's end (whole seconds), however long that is.
+    let unix_now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    assert!(eventually(Duration::from_secs(5), || unix_now() > session.expires_at));
     let response = client.call(Request::GetProfile(proto::GetProfile {
         token: session.token,
     }));

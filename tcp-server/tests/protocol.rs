@@ -1,11 +1,15 @@
 //! The server facing hostile or excess clients over a real socket: invalid frames get a typed
 //! error and a close, the connection bound answers Busy, and other clients keep being served.
 
+use std::io::Write;
+use std::net::TcpListener;
+use std::thread;
 use std::time::Duration;
 
 use proto::{ErrorCode, Operation, Request, Response, VERSION};
+use socket2::SockRef;
 
-use crate::support::{Client, TestServer, header};
+use crate::support::{CLOSE_WITHIN, Client, Ending, TestServer, header};
 
 /// Sends `bytes`, expects one error frame with `code` and `request_id`, then a close.
 fn expect_error_and_close(server: &TestServer, bytes: &[u8], code: ErrorCode, request_id: u32) {
@@ -21,10 +25,7 @@ fn expect_error_and_close(server: &TestServer, bytes: &[u8], code: ErrorCode, re
         "{}",
         error.message
     );
-    assert!(
-        client.is_closed_by_server(),
-        "the connection must be closed"
-    );
+    client.assert_closed_by_server();
 }
 
 #[test]
@@ -93,7 +94,7 @@ fn connections_past_the_bound_get_busy_at_once() {
     };
     assert_eq!((error.code, frame.request_id), (ErrorCode::Busy, 0));
     assert!(error.retry_after_ms > 0);
-    assert!(extra.is_closed_by_server());
+    extra.assert_closed_by_server();
 
     // Once a worker is free again, new connections are served.
     held.pop();
@@ -130,7 +131,7 @@ fn shutdown_stops_an_idle_server_promptly() {
     let started = std::time::Instant::now();
     server.stop();
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(idle.is_closed_by_server());
+    idle.assert_closed_by_server();
 }
 
 #[test]
@@ -144,7 +145,7 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     let mut client = server.client();
     assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
     let started = std::time::Instant::now();
-    assert!(client.is_closed_by_server());
+    client.assert_closed_by_server();
     let waited = started.elapsed();
     assert!(
         (Duration::from_millis(400)..Duration::from_secs(3)).contains(&waited),
@@ -153,4 +154,38 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
     // The worker is free again for someone else.
     let mut next = server.client();
     assert_eq!(next.call(Request::Ping(proto::Ping)), Response::Ping(()));
+}
+
+/// The check the tests above end with, against a peer that closes, resets, falls silent or
+/// talks on: only the first two count as closed, so a server that hangs fails them.
+#[test]
+fn the_close_check_tells_a_close_from_a_hang_and_from_more_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = thread::spawn(move || {
+        let next = || listener.accept().unwrap().0;
+        drop(next());
+        let resetting = next();
+        SockRef::from(&resetting)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(resetting);
+        let silent = next();
+        let mut talking = next();
+        talking.write_all(b"more").unwrap();
+        // Both stay open until the test is done with them.
+        (silent, talking)
+    });
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    assert_eq!(clients[0].ending(CLOSE_WITHIN), Ending::Closed);
+    assert_eq!(clients[1].ending(CLOSE_WITHIN), Ending::Closed);
+    assert_eq!(
+        clients[2].ending(Duration::from_millis(300)),
+        Ending::Silent
+    );
+    assert_eq!(
+        clients[3].ending(CLOSE_WITHIN),
+        Ending::Sent(b"more".to_vec())
+    );
+    drop(peer.join().unwrap());
 }

@@ -1,9 +1,9 @@
 //! Regression tests from an adversarial review of tcp-server: each pins one bug that was found
 //! and fixed, named after the behaviour it guarantees.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,24 +16,12 @@ use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::seed;
 
 use crate::support::{
-    FAST, PEPPER, TestServer, context, context_sized, database_url, header, server_config,
-    unique_name,
+    FAST, FreshDatabase, PEPPER, TestServer, context, context_sized, database_url, eventually,
+    header, server_config, unique_name,
 };
 
 fn small_context(url: &str, pool_size: u32) -> Context {
     context_sized(url, FAST, Duration::from_secs(3600), pool_size)
-}
-
-fn fresh_database() -> String {
-    let url = database_url();
-    let name = unique_name("review_");
-    PgClient::connect(&url, NoTls)
-        .unwrap()
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let fresh = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
-    tcp_server::db::migrate(&fresh).unwrap();
-    fresh
 }
 
 fn signed_in(ctx: &Context) -> Secret {
@@ -115,8 +103,9 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
     let server = TestServer::start(2);
     let addr = server.addr;
     let stop_pinging = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let pinger = {
-        let stop = Arc::clone(&stop_pinging);
+        let (stop, answered) = (Arc::clone(&stop_pinging), Arc::clone(&answered));
         thread::spawn(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
@@ -136,11 +125,17 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
                 {
                     return;
                 }
+                answered.fetch_add(1, Ordering::Relaxed);
+                // A request every 20 ms: never a quiet tick (200 ms) for the worker.
                 thread::sleep(Duration::from_millis(20));
             }
         })
     };
-    thread::sleep(Duration::from_millis(300));
+    let pings = || answered.load(Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || pings() >= 5),
+        "the client's pings were not answered before the stop"
+    );
     let started = Instant::now();
     let (done, stopped) = mpsc::channel();
     thread::spawn(move || {
@@ -167,14 +162,38 @@ fn connections_arriving_during_the_drain_are_refused_not_left_hanging() {
     stuck
         .write_all(&header(VERSION, proto::Login::KIND, 1, 100))
         .unwrap();
-    thread::sleep(Duration::from_millis(300));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let metrics = testkit::scrape(server.admin);
+            testkit::metric(&metrics, "gatehouse_tcp_connections_active", &[]) == Some(1.0)
+        }),
+        "the half-sent request never reached a worker"
+    );
     server.shutdown.trigger();
-    thread::sleep(Duration::from_millis(300));
-    if let Ok(mut late) = TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)) {
-        late.set_read_timeout(Some(Duration::from_millis(1_000)))
-            .unwrap();
-        let got = late.read(&mut [0u8; 64]);
-        panic!("a connection made during the drain was accepted and then got {got:?}");
+    // Until the acceptor has seen the stop, a connection may still complete; it must then be
+    // closed with the listener, not left waiting. After that, connections are refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match TcpStream::connect_timeout(&server.addr, Duration::from_secs(1)) {
+            Err(error) if error.kind() == ErrorKind::ConnectionRefused => break,
+            Err(error) => panic!("connecting during the drain: {error}"),
+            Ok(mut late) => {
+                late.set_read_timeout(Some(Duration::from_millis(1_000)))
+                    .unwrap();
+                let got = late.read(&mut [0u8; 64]);
+                let closed = matches!(&got, Ok(0))
+                    || matches!(&got, Err(e) if e.kind() == ErrorKind::ConnectionReset);
+                assert!(
+                    closed,
+                    "a connection made during the drain was accepted and then got {got:?}"
+                );
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections were still completed 5 s into the drain"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
     drop(stuck);
 }
@@ -283,9 +302,10 @@ fn a_query_cut_by_a_database_shutdown_is_retryable_not_internal() {
 /// With no statement timeout, a query waiting behind a lock hung its worker for ever.
 #[test]
 fn a_stalled_database_gives_an_answer_not_a_hang() {
-    let url = fresh_database();
-    let ctx = Arc::new(small_context(&url, 1));
-    let mut admin = PgClient::connect(&url, NoTls).unwrap();
+    let database = FreshDatabase::create();
+    let url = &database.url;
+    let ctx = Arc::new(small_context(url, 1));
+    let mut admin = PgClient::connect(url, NoTls).unwrap();
     let mut lock = admin.transaction().unwrap();
     lock.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
         .unwrap();
@@ -315,8 +335,9 @@ fn a_stalled_database_gives_an_answer_not_a_hang() {
 /// "cached plan must not change result type".
 #[test]
 fn a_migration_that_changes_a_column_type_does_not_break_cached_statements() {
-    let url = fresh_database();
-    let ctx = small_context(&url, 1);
+    let database = FreshDatabase::create();
+    let url = &database.url;
+    let ctx = small_context(url, 1);
     let token = signed_in(&ctx);
     let before = ops::handle(
         &ctx,
@@ -325,7 +346,7 @@ fn a_migration_that_changes_a_column_type_does_not_break_cached_statements() {
         }),
     );
     assert!(matches!(before, Response::GetProfile(_)), "{before:?}");
-    PgClient::connect(&url, NoTls)
+    PgClient::connect(url, NoTls)
         .unwrap()
         .batch_execute("ALTER TABLE users ALTER COLUMN nickname TYPE varchar(64)")
         .unwrap();
@@ -337,10 +358,11 @@ fn a_migration_that_changes_a_column_type_does_not_break_cached_statements() {
 /// was not repaired by a rerun: no unique index, and registrations clashed on ids.
 #[test]
 fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
-    let url = fresh_database();
-    let ctx = small_context(&url, 2);
-    seed::seed(&url, 2_000, &ctx.hasher, 2, false).unwrap();
-    let mut admin = PgClient::connect(&url, NoTls).unwrap();
+    let database = FreshDatabase::create();
+    let url = &database.url;
+    let ctx = small_context(url, 2);
+    seed::seed(url, 2_000, &ctx.hasher, 2, false).unwrap();
+    let mut admin = PgClient::connect(url, NoTls).unwrap();
     // Exactly what a kill during the final statements leaves (CREATE INDEX is atomic).
     admin
         .batch_execute(
@@ -348,7 +370,7 @@ fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
              SELECT setval(pg_get_serial_sequence('users', 'id'), 1, false);",
         )
         .unwrap();
-    let again = seed::seed(&url, 2_000, &ctx.hasher, 2, false).unwrap();
+    let again = seed::seed(url, 2_000, &ctx.hasher, 2, false).unwrap();
     assert_eq!((again.existing, again.added), (2_000, 0));
     let has_index: bool = admin
         .query_one(
@@ -377,7 +399,8 @@ fn a_rerun_after_an_interrupted_finish_restores_the_index_and_the_sequence() {
 /// returned.
 #[test]
 fn a_database_error_during_seeding_is_reported_not_a_hang() {
-    let url = fresh_database();
+    let database = FreshDatabase::create();
+    let url = database.url.clone();
     PgClient::connect(&url, NoTls)
         .unwrap()
         .batch_execute("ALTER TABLE users ADD CONSTRAINT review_refuse CHECK (id < 0)")
@@ -409,18 +432,10 @@ fn a_database_error_during_seeding_is_reported_not_a_hang() {
 /// "ivan" could be registered beside it.
 #[test]
 fn usernames_with_a_capital_i_work_under_a_turkish_database_locale() {
-    let base = database_url();
-    let name = unique_name("review_tr_");
-    PgClient::connect(&base, NoTls)
-        .unwrap()
-        .batch_execute(&format!(
-            "CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8' \
-             TEMPLATE template0"
-        ))
-        .unwrap();
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-    tcp_server::db::migrate(&url).unwrap();
-    let ctx = small_context(&url, 2);
+    let database = FreshDatabase::with_options(
+        "LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8' TEMPLATE template0",
+    );
+    let ctx = small_context(&database.url, 2);
     let user = unique_name("Ivan");
     let register = |username: String| {
         ops::handle(

@@ -1,17 +1,18 @@
 //! A real server on 127.0.0.1:0 over the real database, and a blocking protocol client.
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use postgres::NoTls;
 use proto::{Request, Response};
 use service::Shutdown;
 use tcp_server::ops::Context;
 use tcp_server::password::PasswordParams;
 use tcp_server::server::{self, Listeners, ServerConfig};
-pub use testkit::{FAST, PEPPER, database_url, unique_name};
+pub use testkit::{FAST, PEPPER, database_url, eventually, unique_name};
 
 /// A frame header with any field, valid or not.
 pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> {
@@ -22,6 +23,44 @@ pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> 
     bytes.extend_from_slice(&body_len.to_be_bytes());
     assert_eq!(bytes.len(), proto::HEADER_LEN);
     bytes
+}
+
+/// A database of one test's own on the server of `DATABASE_URL`, migrated; dropped with the
+/// guard, sessions still open on it and all.
+pub struct FreshDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl FreshDatabase {
+    pub fn create() -> FreshDatabase {
+        FreshDatabase::with_options("")
+    }
+
+    /// A database made with these `CREATE DATABASE` options (a locale, say).
+    pub fn with_options(options: &str) -> FreshDatabase {
+        let base = database_url();
+        let name = unique_name("fresh_");
+        postgres::Client::connect(&base, NoTls)
+            .expect("connecting to the test database")
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
+            .expect("creating a database for the test");
+        let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+        tcp_server::db::migrate(&url).expect("migrating the fresh database");
+        FreshDatabase { url, name }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        // Best effort, also while a failing test unwinds: a database left over is only litter.
+        if let Ok(mut admin) = postgres::Client::connect(&database_url(), NoTls) {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            if let Err(error) = admin.batch_execute(&drop) {
+                eprintln!("dropping the test database {}: {error}", self.name);
+            }
+        }
+    }
 }
 
 /// A context over the test database with the given password parameters and session lifetime.
@@ -109,12 +148,9 @@ impl TestServer {
     fn stop_and_join(&mut self) {
         if let Some(thread) = self.thread.take() {
             self.shutdown.trigger();
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(10);
             while !thread.is_finished() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the server did not stop"
-                );
+                assert!(Instant::now() < deadline, "the server did not stop");
                 thread::sleep(Duration::from_millis(10));
             }
             thread.join().unwrap().unwrap();
@@ -141,9 +177,7 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         Client {
             stream,
             next_id: 1,
@@ -175,12 +209,64 @@ impl Client {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Whether the server has closed the connection (reads end of stream).
-    pub fn is_closed_by_server(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(
-            std::io::Read::read(&mut self.stream, &mut byte),
-            Ok(0) | Err(_)
-        )
+    /// Waits up to [`CLOSE_WITHIN`] for the server to close the connection, and fails the test
+    /// with what it did instead: kept it open and silent (a hang), or sent more bytes.
+    pub fn assert_closed_by_server(&mut self) {
+        match self.ending(CLOSE_WITHIN) {
+            Ending::Closed => {}
+            Ending::Silent => panic!(
+                "the server neither closed the connection nor sent anything within \
+                 {CLOSE_WITHIN:?}: it hangs"
+            ),
+            Ending::Sent(bytes) => {
+                panic!("the server sent more bytes instead of closing the connection: {bytes:02x?}")
+            }
+        }
     }
+
+    /// What the server does with the connection within `within`: closes it (end of stream or a
+    /// reset), sends bytes, or neither.
+    pub fn ending(&mut self, within: Duration) -> Ending {
+        let deadline = Instant::now() + within;
+        let mut bytes = [0u8; 64];
+        let ending = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ending::Silent;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut bytes) {
+                Ok(0) => break Ending::Closed,
+                Ok(n) => break Ending::Sent(bytes[..n].to_vec()),
+                Err(error) => match error.kind() {
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                        break Ending::Closed;
+                    }
+                    // A timeout: the loop sees whether the deadline has passed.
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => {}
+                    _ => panic!("reading from the server: {error}"),
+                },
+            }
+        };
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        ending
+    }
+}
+
+/// How long [`Client::assert_closed_by_server`] waits: far past any close the server makes at
+/// once, and far below the read timeout a hang would otherwise hide behind.
+pub const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+
+/// A [`Client`]'s read timeout: the longest any answer may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a server did with a connection a test watched ([`Client::ending`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// End of stream, or a reset.
+    Closed,
+    /// Nothing at all: the connection is open and the server silent.
+    Silent,
+    /// These bytes (the first of them).
+    Sent(Vec<u8>),
 }

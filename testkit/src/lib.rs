@@ -1,11 +1,13 @@
 //! What the tests of both servers share: the real test database (tests need PostgreSQL and fail,
 //! never skip, without it), names no other run has used, tcp-server's settings and context made
-//! for tests, and a strict reading of a metrics exposition. Only tests depend on this crate.
+//! for tests, a strict reading of a metrics exposition, and a bounded wait for a condition.
+//! Only tests depend on this crate.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use prometheus_parse::{LineInfo, Scrape, Value};
 
@@ -44,6 +46,21 @@ pub fn database_url() -> String {
             url
         })
         .clone()
+}
+
+/// Waits until `condition` holds, looking every 20 ms for up to `wait`; returns whether it
+/// did. For a test to wait for what it needs instead of sleeping a fixed time.
+pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A username no other test run has used.
