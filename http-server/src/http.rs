@@ -77,8 +77,10 @@ pub enum ApiCode {
     InvalidBody,
     /// 400: the username breaks the rules.
     InvalidUsername,
-    /// 400: the password breaks the rules.
+    /// 400: the password breaks the length rule.
     InvalidPassword,
+    /// 400: the new password is too easy to guess; the message says why.
+    WeakPassword,
     /// 400: the nickname breaks the rules.
     InvalidNickname,
     /// 401: unknown user or wrong password (the two are not told apart).
@@ -126,6 +128,7 @@ impl ApiCode {
             | ApiCode::InvalidBody
             | ApiCode::InvalidUsername
             | ApiCode::InvalidPassword
+            | ApiCode::WeakPassword
             | ApiCode::InvalidNickname => 400,
             ApiCode::InvalidCredentials | ApiCode::Unauthorized => 401,
             ApiCode::CrossSiteRequest => 403,
@@ -154,6 +157,7 @@ impl ApiCode {
             ApiCode::InvalidBody => "invalid_body",
             ApiCode::InvalidUsername => "invalid_username",
             ApiCode::InvalidPassword => "invalid_password",
+            ApiCode::WeakPassword => "weak_password",
             ApiCode::InvalidNickname => "invalid_nickname",
             ApiCode::InvalidCredentials => "invalid_credentials",
             ApiCode::Unauthorized => "unauthorized",
@@ -439,7 +443,7 @@ impl SessionCookie {
     }
 }
 
-/// Tokens are 65 (session) and 76 (device) base64url characters; anything far longer is not
+/// Tokens are 98 (session) and 76 (device) base64url characters; anything far longer is not
 /// one, and is not sent on.
 const MAX_TOKEN_LEN: usize = 512;
 

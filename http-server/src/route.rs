@@ -97,7 +97,22 @@ pub static ROUTES: &[Route] = &[
         methods: &[
             (Method::Get, me::profile),
             (Method::Patch, me::update_nickname),
+            (Method::Delete, me::delete_account),
         ],
+    },
+    Route {
+        label: "/api/v1/me/password",
+        pattern: Pattern::Exact("/api/v1/me/password"),
+        kind: Kind::Account,
+        session: true,
+        methods: &[(Method::Put, me::change_password)],
+    },
+    Route {
+        label: "/api/v1/me/sessions",
+        pattern: Pattern::Exact("/api/v1/me/sessions"),
+        kind: Kind::Account,
+        session: true,
+        methods: &[(Method::Delete, sessions::logout_all)],
     },
     Route {
         label: "/api/v1/me/picture",

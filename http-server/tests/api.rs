@@ -145,7 +145,11 @@ fn register_refuses_fields_that_break_the_rules() {
     let edge = format!("{}{}", name(), "z".repeat(15));
     let created = users(
         front,
-        &json!({"username": edge, "password": "é".repeat(128), "nickname": "字".repeat(64)}),
+        &json!({
+            "username": edge,
+            "password": format!("{PASSWORD}{}", "é".repeat(128 - PASSWORD.len())),
+            "nickname": "字".repeat(64),
+        }),
     );
     assert_eq!(created.status, 201, "{:?}", created.json());
     assert_eq!(edge.len(), 32);
@@ -816,7 +820,8 @@ fn unknown_paths_are_not_found() {
         "/API/V1/USERS",
         "/api/v2/users",
         "/api/v1/me/",
-        "/api/v1/me/password",
+        "/api/v1/me/password/",
+        "/api/v1/me/sessions/current",
         "/api/v1/sessions/other",
         "/healthz/",
         "/metrics.json",
@@ -839,7 +844,9 @@ fn wrong_methods_get_405_with_allow() {
         ("/api/v1/users", "POST"),
         ("/api/v1/sessions", "POST"),
         ("/api/v1/sessions/current", "DELETE"),
-        ("/api/v1/me", "GET, PATCH"),
+        ("/api/v1/me", "GET, PATCH, DELETE"),
+        ("/api/v1/me/password", "PUT"),
+        ("/api/v1/me/sessions", "DELETE"),
         ("/api/v1/me/picture", "PUT"),
         ("/api/v1/pictures/1-0123456789abcdef", "GET"),
         ("/healthz", "GET"),

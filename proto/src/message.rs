@@ -320,11 +320,13 @@ pub enum ErrorCode {
     NotFound = 108,
     /// Too many attempts (failed logins, registrations); retry after `retry_after_ms`.
     TooManyRequests = 109,
+    /// The password is long enough but too easy to guess; the message says why.
+    WeakPassword = 110,
 }
 
 impl ErrorCode {
     /// Every code, in tag order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Busy,
@@ -340,6 +342,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::NotFound,
         ErrorCode::TooManyRequests,
+        ErrorCode::WeakPassword,
     ];
 
     /// The code for a tag, if it is defined.

@@ -130,6 +130,49 @@ fn request_bodies_follow_the_specification() {
         0x08,
         b().str("k1"),
     );
+    assert_layout(
+        Request::ChangePassword(proto::ChangePassword {
+            token: token(),
+            current_password: Secret::new("old"),
+            new_password: Secret::new("new"),
+            client: None,
+            device: None,
+        }),
+        0x09,
+        b().str("tok").str("old").str("new").u8(0).u8(0),
+    );
+    assert_layout(
+        Request::ChangePassword(proto::ChangePassword {
+            token: token(),
+            current_password: Secret::new("old"),
+            new_password: Secret::new("new"),
+            client: Some("192.0.2.1".into()),
+            device: Some(Secret::new("dev")),
+        }),
+        0x09,
+        b().str("tok")
+            .str("old")
+            .str("new")
+            .u8(1)
+            .str("192.0.2.1")
+            .u8(1)
+            .str("dev"),
+    );
+    assert_layout(
+        Request::LogoutAll(proto::LogoutAll { token: token() }),
+        0x0A,
+        b().str("tok"),
+    );
+    assert_layout(
+        Request::DeleteAccount(proto::DeleteAccount {
+            token: token(),
+            password: Secret::new("pw"),
+            client: Some("192.0.2.1".into()),
+            device: None,
+        }),
+        0x0B,
+        b().str("tok").str("pw").u8(1).str("192.0.2.1").u8(0),
+    );
 }
 
 #[test]
@@ -176,6 +219,30 @@ fn response_bodies_follow_the_specification() {
             b().u8(tag).blob(&[1, 2, 3]),
         );
     }
+    assert_layout(
+        Response::ChangePassword(Session {
+            token: token(),
+            expires_at: 1_700_000_000,
+            profile: profile(None),
+            device_token: Secret::new("dev"),
+        }),
+        0x89,
+        b().str("tok")
+            .i64(1_700_000_000)
+            .profile(-2, "alice", "Ålice", None)
+            .str("dev"),
+    );
+    assert_layout(Response::LogoutAll(()), 0x8A, b());
+    assert_layout(Response::DeleteAccount(()), 0x8B, b());
+    assert_layout(
+        Response::Error(ErrorReply {
+            code: ErrorCode::WeakPassword,
+            retry_after_ms: 0,
+            message: "too easy to guess".into(),
+        }),
+        0xFF,
+        b().u16(110).u32(0).str("too easy to guess"),
+    );
     assert_layout(
         Response::Error(ErrorReply {
             code: ErrorCode::TooManyRequests,
@@ -227,6 +294,24 @@ fn operations_have_the_kinds_and_names_of_the_specification() {
             proto::GetPicture::NAME,
             kind::GET_PICTURE,
             "get_picture",
+        ),
+        (
+            proto::ChangePassword::KIND,
+            proto::ChangePassword::NAME,
+            kind::CHANGE_PASSWORD,
+            "change_password",
+        ),
+        (
+            proto::LogoutAll::KIND,
+            proto::LogoutAll::NAME,
+            kind::LOGOUT_ALL,
+            "logout_all",
+        ),
+        (
+            proto::DeleteAccount::KIND,
+            proto::DeleteAccount::NAME,
+            kind::DELETE_ACCOUNT,
+            "delete_account",
         ),
     ];
     for (actual, name, expected, expected_name) in operations {

@@ -111,6 +111,33 @@ fn request() -> impl Strategy<Value = Request> {
         (secret(), blob())
             .prop_map(|(token, image)| Request::SetPicture(proto::SetPicture { token, image })),
         text().prop_map(|key| Request::GetPicture(proto::GetPicture { key })),
+        (
+            secret(),
+            secret(),
+            secret(),
+            option::of(text()),
+            option::of(secret())
+        )
+            .prop_map(|(token, current_password, new_password, client, device)| {
+                Request::ChangePassword(proto::ChangePassword {
+                    token,
+                    current_password,
+                    new_password,
+                    client,
+                    device,
+                })
+            }),
+        secret().prop_map(|token| Request::LogoutAll(proto::LogoutAll { token })),
+        (secret(), secret(), option::of(text()), option::of(secret())).prop_map(
+            |(token, password, client, device)| {
+                Request::DeleteAccount(proto::DeleteAccount {
+                    token,
+                    password,
+                    client,
+                    device,
+                })
+            }
+        ),
     ]
 }
 
@@ -134,6 +161,18 @@ fn response() -> impl Strategy<Value = Response> {
         profile().prop_map(Response::SetPicture),
         (select(ImageFormat::ALL.to_vec()), blob())
             .prop_map(|(format, data)| Response::GetPicture(Picture { format, data })),
+        (secret(), any::<i64>(), profile(), secret()).prop_map(
+            |(token, expires_at, profile, device_token)| {
+                Response::ChangePassword(Session {
+                    token,
+                    expires_at,
+                    profile,
+                    device_token,
+                })
+            }
+        ),
+        Just(Response::LogoutAll(())),
+        Just(Response::DeleteAccount(())),
         error_reply().prop_map(Response::Error),
     ]
 }
@@ -253,7 +292,7 @@ fn valid_header_then_noise(kinds: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-const REQUEST_KINDS: [u8; 8] = [
+const REQUEST_KINDS: [u8; 11] = [
     kind::PING,
     kind::REGISTER,
     kind::LOGIN,
@@ -262,9 +301,12 @@ const REQUEST_KINDS: [u8; 8] = [
     kind::UPDATE_NICKNAME,
     kind::SET_PICTURE,
     kind::GET_PICTURE,
+    kind::CHANGE_PASSWORD,
+    kind::LOGOUT_ALL,
+    kind::DELETE_ACCOUNT,
 ];
 
-const RESPONSE_KINDS: [u8; 9] = [
+const RESPONSE_KINDS: [u8; 12] = [
     kind::PONG,
     kind::REGISTERED,
     kind::LOGGED_IN,
@@ -273,6 +315,9 @@ const RESPONSE_KINDS: [u8; 9] = [
     kind::NICKNAME_UPDATED,
     kind::PICTURE_SET,
     kind::PICTURE,
+    kind::PASSWORD_CHANGED,
+    kind::LOGGED_OUT_ALL,
+    kind::ACCOUNT_DELETED,
     kind::ERROR,
 ];
 
@@ -333,6 +378,50 @@ proptest! {
     #[test]
     fn get_picture_round_trips(id in any::<u32>(), key in text()) {
         check_round_trip(id, &Request::GetPicture(proto::GetPicture { key }), kind::GET_PICTURE)?;
+    }
+
+    #[test]
+    fn change_password_round_trips(
+        id in any::<u32>(), token in secret(), current_password in secret(), new_password in secret(),
+        client in option::of(text()), device in option::of(secret()),
+    ) {
+        let message = Request::ChangePassword(proto::ChangePassword {
+            token, current_password, new_password, client, device,
+        });
+        check_round_trip(id, &message, kind::CHANGE_PASSWORD)?;
+    }
+
+    #[test]
+    fn logout_all_round_trips(id in any::<u32>(), token in secret()) {
+        check_round_trip(id, &Request::LogoutAll(proto::LogoutAll { token }), kind::LOGOUT_ALL)?;
+    }
+
+    #[test]
+    fn delete_account_round_trips(
+        id in any::<u32>(), token in secret(), password in secret(),
+        client in option::of(text()), device in option::of(secret()),
+    ) {
+        let message = Request::DeleteAccount(proto::DeleteAccount { token, password, client, device });
+        check_round_trip(id, &message, kind::DELETE_ACCOUNT)?;
+    }
+
+    #[test]
+    fn password_changed_round_trips(
+        id in any::<u32>(), token in secret(), expires_at in any::<i64>(), profile in profile(),
+        device_token in secret(),
+    ) {
+        let message = Response::ChangePassword(Session { token, expires_at, profile, device_token });
+        check_round_trip(id, &message, kind::PASSWORD_CHANGED)?;
+    }
+
+    #[test]
+    fn logged_out_all_round_trips(id in any::<u32>()) {
+        check_round_trip(id, &Response::LogoutAll(()), kind::LOGGED_OUT_ALL)?;
+    }
+
+    #[test]
+    fn account_deleted_round_trips(id in any::<u32>()) {
+        check_round_trip(id, &Response::DeleteAccount(()), kind::ACCOUNT_DELETED)?;
     }
 
     #[test]

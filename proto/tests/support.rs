@@ -112,6 +112,9 @@ pub mod kind {
     pub const UPDATE_NICKNAME: u8 = 0x06;
     pub const SET_PICTURE: u8 = 0x07;
     pub const GET_PICTURE: u8 = 0x08;
+    pub const CHANGE_PASSWORD: u8 = 0x09;
+    pub const LOGOUT_ALL: u8 = 0x0A;
+    pub const DELETE_ACCOUNT: u8 = 0x0B;
     pub const PONG: u8 = 0x81;
     pub const REGISTERED: u8 = 0x82;
     pub const LOGGED_IN: u8 = 0x83;
@@ -120,5 +123,8 @@ pub mod kind {
     pub const NICKNAME_UPDATED: u8 = 0x86;
     pub const PICTURE_SET: u8 = 0x87;
     pub const PICTURE: u8 = 0x88;
+    pub const PASSWORD_CHANGED: u8 = 0x89;
+    pub const LOGGED_OUT_ALL: u8 = 0x8A;
+    pub const ACCOUNT_DELETED: u8 = 0x8B;
     pub const ERROR: u8 = 0xFF;
 }

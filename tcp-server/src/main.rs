@@ -152,6 +152,10 @@ struct ServeArgs {
     /// of unrecognised clients) is recognised.
     #[arg(long, default_value_t = settings::DEVICE_TTL.into())]
     device_token_ttl: Duration,
+    /// How long the username of a deleted account stays taken before anyone may register it
+    /// again.
+    #[arg(long, default_value_t = settings::DELETED_USERNAME_HOLD.into())]
+    deleted_username_hold: Duration,
     #[command(flatten)]
     pepper: PepperArgs,
     /// Database connections at most.
@@ -260,6 +264,7 @@ impl ServeArgs {
             },
             session_ttl: self.session_ttl.into(),
             device_ttl: self.device_token_ttl.into(),
+            deleted_username_hold: self.deleted_username_hold.into(),
             throttle: self.throttle.config(),
             server: ServerConfig {
                 workers: self.workers as usize,

@@ -60,12 +60,13 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// How often the janitor forgets revocations of sessions that have expired anyway.
+/// How often the janitor forgets revocations of sessions that have expired anyway and removes
+/// deleted accounts past their cooling-off period.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Serves until `shutdown` is triggered, then returns once every worker has finished: the
 /// protocol on its listener, the metrics on the admin listener, and the janitor that keeps the
-/// revocation table small.
+/// revocation table small and frees the names of deleted accounts.
 pub fn run(
     listeners: Listeners,
     config: &ServerConfig,
@@ -106,6 +107,13 @@ pub fn run(
                         Ok(0) => {}
                         Ok(pruned) => log::info!("pruned {pruned} expired session revocations"),
                         Err(error) => log::warn!("pruning session revocations: {error}"),
+                    }
+                    match ops::purge_deleted(&janitor) {
+                        Ok(0) => {}
+                        Ok(purged) => log::info!(
+                            "removed {purged} deleted accounts past their cooling-off period"
+                        ),
+                        Err(error) => log::warn!("removing deleted accounts: {error}"),
                     }
                 }
             })?,

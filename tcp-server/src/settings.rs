@@ -22,6 +22,10 @@ pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a device token is recognised, by default: three months (as humantime counts a
 /// month, 30.44 days, so that `--help` shows "3months").
 pub const DEVICE_TTL: Duration = Duration::from_secs(3 * 2_630_016);
+/// How long a deleted account's username stays taken, by default: 30 days, so that whoever
+/// knew the account by its name (its contacts, a password manager, a link) is not met by
+/// somebody else under it the next day.
+pub const DELETED_USERNAME_HOLD: Duration = Duration::from_secs(30 * 86_400);
 
 /// Everything a serving tcp-server is configured with, but its secrets.
 #[derive(Debug, Clone)]
@@ -42,6 +46,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// How long a device token is recognised.
     pub device_ttl: Duration,
+    /// How long a deleted account's username stays taken.
+    pub deleted_username_hold: Duration,
     /// Brute-force and flood protection.
     pub throttle: ThrottleConfig,
     /// The server loop.
@@ -62,6 +68,7 @@ impl Settings {
             max_concurrent_pictures: cores,
             session_ttl: SESSION_TTL,
             device_ttl: DEVICE_TTL,
+            deleted_username_hold: DELETED_USERNAME_HOLD,
             throttle: ThrottleConfig::DEFAULT,
             server: ServerConfig::DEFAULT,
         }
@@ -90,6 +97,7 @@ impl Context {
             session_ttl: settings.session_ttl,
             devices: DeviceKey::new(secrets.device_key),
             device_ttl: settings.device_ttl,
+            deleted_username_hold: settings.deleted_username_hold,
             metrics: Metrics::new(),
             throttle: Throttle::new(&settings.throttle),
         })

@@ -1,20 +1,23 @@
 //! Session tokens: stateless and signed with HMAC-SHA256, so logging in writes nothing to the
-//! database. A token carries the user id, a random session id and the expiry; logout revokes the
-//! session id (see `ops::logout`).
+//! database. A token carries the user id, the account's session epoch when it was issued, a
+//! random session id and the expiry. Logout revokes the session id (see `ops::logout`); ending
+//! every session of an account moves its epoch on, which refuses every token carrying an older
+//! one (see `ops::logout_all`).
 //!
-//! Layout before base64url (no padding): version (1 byte, 1) | user id (i64 BE) | session id
-//! (16 random bytes) | expires at (i64 BE, Unix seconds) | HMAC-SHA256 of all that (32 bytes).
+//! Layout before base64url (no padding): version (1 byte, 2) | user id (i64 BE) | session
+//! epoch (i64 BE) | session id (16 random bytes) | expires at (i64 BE, Unix seconds) |
+//! HMAC-SHA256 of all that (32 bytes). Version 1, without the epoch, was never released.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const VERSION: u8 = 1;
-const CLAIMS_LEN: usize = 1 + 8 + 16 + 8;
+const VERSION: u8 = 2;
+const CLAIMS_LEN: usize = 1 + 8 + 8 + 16 + 8;
 const MAC_LEN: usize = 32;
 const TOKEN_BYTES: usize = CLAIMS_LEN + MAC_LEN;
-/// Length of an encoded token: 65 bytes in unpadded base64.
+/// Length of an encoded token: 98 bytes in unpadded base64.
 pub const TOKEN_LEN: usize = (TOKEN_BYTES * 4).div_ceil(3);
 
 /// What a valid token says.
@@ -22,6 +25,9 @@ pub const TOKEN_LEN: usize = (TOKEN_BYTES * 4).div_ceil(3);
 pub struct Claims {
     /// The account the session belongs to.
     pub user_id: i64,
+    /// The account's session epoch when the token was issued: the token is valid only while
+    /// the account's epoch is still this one.
+    pub epoch: i64,
     /// 128 random bits naming the session, for revocation.
     pub session_id: [u8; 16],
     /// Unix seconds after which the token is refused.
@@ -64,6 +70,7 @@ impl TokenKey {
         let mut bytes = Vec::with_capacity(TOKEN_BYTES);
         bytes.push(VERSION);
         bytes.extend_from_slice(&claims.user_id.to_be_bytes());
+        bytes.extend_from_slice(&claims.epoch.to_be_bytes());
         bytes.extend_from_slice(&claims.session_id);
         bytes.extend_from_slice(&claims.expires_at.to_be_bytes());
         let mut mac = self.mac();
@@ -91,8 +98,9 @@ impl TokenKey {
             .map_err(|_| TokenError::BadSignature)?;
         let claims = Claims {
             user_id: i64::from_be_bytes(array(&signed[1..9])),
-            session_id: array(&signed[9..25]),
-            expires_at: i64::from_be_bytes(array(&signed[25..33])),
+            epoch: i64::from_be_bytes(array(&signed[9..17])),
+            session_id: array(&signed[17..33]),
+            expires_at: i64::from_be_bytes(array(&signed[33..41])),
         };
         if now >= claims.expires_at {
             return Err(TokenError::Expired);
@@ -114,6 +122,7 @@ mod tests {
     fn claims() -> Claims {
         Claims {
             user_id: 42,
+            epoch: 3,
             session_id: [7; 16],
             expires_at: 1_000,
         }

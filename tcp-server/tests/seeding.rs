@@ -65,7 +65,10 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(indexes, ["users_pkey", "users_username_lower"]);
+    assert_eq!(
+        indexes,
+        ["users_deleted_at", "users_pkey", "users_username_lower"]
+    );
 
     for i in [1, 2_999, 3_000, 3_001, 7_500] {
         let response = ops::handle(

@@ -5,6 +5,7 @@
 mod accounts;
 mod db_access;
 mod faults;
+mod lifecycle;
 mod pictures;
 mod protocol;
 mod regressions;

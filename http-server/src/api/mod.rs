@@ -161,6 +161,7 @@ fn from_reply(reply: ErrorReply) -> ApiError {
     let code = match reply.code {
         ErrorCode::InvalidUsername => ApiCode::InvalidUsername,
         ErrorCode::InvalidPassword => ApiCode::InvalidPassword,
+        ErrorCode::WeakPassword => ApiCode::WeakPassword,
         ErrorCode::InvalidNickname => ApiCode::InvalidNickname,
         ErrorCode::UsernameTaken => ApiCode::UsernameTaken,
         ErrorCode::InvalidCredentials => ApiCode::InvalidCredentials,

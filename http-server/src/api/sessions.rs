@@ -1,8 +1,9 @@
-//! `/api/v1/sessions`: log in (a bearer token, or the pages' cookie) and log out.
+//! `/api/v1/sessions`: log in (a bearer token, or the pages' cookie) and log out; and
+//! `/api/v1/me/sessions`: log out everywhere.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use proto::{Login, Logout, Request, Response, Secret};
+use proto::{Login, Logout, LogoutAll, Request, Response, Secret, Session};
 use serde::{Deserialize, Serialize};
 
 use super::{Api, ProfileBody, unexpected};
@@ -45,10 +46,15 @@ pub fn login(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Rep
         client: http::client_address(request, &api.trusted_proxies),
         device: api.cookie.device_token(request).map(Secret::new),
     });
-    let session = match api.call(&login, true)? {
-        Response::Login(session) => session,
-        other => return Err(unexpected(other)),
-    };
+    match api.call(&login, true)? {
+        Response::Login(session) => Ok(session_reply(api, session, cookie)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The answer that hands a client a session: in the body for API clients, in the HttpOnly
+/// cookies for the pages (`cookie`). Login and the password change answer with it.
+pub(super) fn session_reply(api: &Api, session: Session, cookie: bool) -> Reply {
     let token = session.token.expose().to_owned();
     let device_token = session.device_token.expose().to_owned();
     let body = SessionBody {
@@ -59,12 +65,12 @@ pub fn login(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Rep
     };
     let reply = Reply::json(200, &body);
     if !cookie {
-        return Ok(reply);
+        return reply;
     }
     let lifetime = session.expires_at - unix_now();
-    Ok(reply
+    reply
         .with_header("Set-Cookie", &api.cookie.set(&token, lifetime))
-        .with_header("Set-Cookie", &api.cookie.set_device(&device_token)))
+        .with_header("Set-Cookie", &api.cookie.set_device(&device_token))
 }
 
 /// `DELETE /api/v1/sessions/current`: revokes the session; a page's logout also removes the
@@ -76,6 +82,20 @@ pub fn logout(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Re
             Ok(Reply::empty(204).with_header("Set-Cookie", &api.cookie.clear()))
         }
         Response::Logout(()) => Ok(Reply::empty(204)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `DELETE /api/v1/me/sessions`: ends every session of the account, this one included, on
+/// every tcp-server; a page's call also removes the cookie.
+pub fn logout_all(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Reply, ApiError> {
+    let token = Secret::new(api.cookie.session_token(request)?);
+    // Safe to repeat: the sessions are ended whichever attempt did it.
+    match api.call(&Request::LogoutAll(LogoutAll { token }), true)? {
+        Response::LogoutAll(()) if api.cookie.in_use(request) => {
+            Ok(Reply::empty(204).with_header("Set-Cookie", &api.cookie.clear()))
+        }
+        Response::LogoutAll(()) => Ok(Reply::empty(204)),
         other => Err(unexpected(other)),
     }
 }

@@ -1,17 +1,38 @@
-//! Authenticating a request by its session token: signature and expiry locally, revocation and
-//! the account's existence in the same query that loads the profile.
+//! What the operations that need the caller's identity share: a session token checked
+//! (signature and expiry locally; revocation, the session epoch and the account's existence in
+//! the same query that loads the profile), a password checked the way every login is (throttled,
+//! one verification whatever the outcome), and a session opened.
 
-use proto::Profile;
+use proto::{ErrorCode, Profile, Secret, Session};
 
 use super::{Context, OpError, profile_from, unix_now};
+use crate::password::Verified;
+use crate::rules;
+use crate::throttle::Outcome;
 use crate::token::Claims;
 
-const SESSION_USER: &str = "SELECT u.id, u.username, u.nickname, u.picture_id, \
+const SESSION_USER: &str = "SELECT u.id, u.username, u.nickname, u.picture_id, u.session_epoch, \
      EXISTS (SELECT 1 FROM revoked_sessions r WHERE r.session_id = $2) \
-     FROM users u WHERE u.id = $1";
+     FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL";
+
+/// The one query a login runs: the account by its username key (`$1`). The expression must
+/// match the index users_username_lower exactly (see migration V2); a deleted account's row,
+/// which only holds its name, is not found. Public so that the benchmark runs the very same
+/// lookup through pgbench.
+pub const LOOKUP: &str = "SELECT id, username, nickname, picture_id, session_epoch, password_hash \
+     FROM users WHERE lower(username COLLATE \"C\") = $1 AND deleted_at IS NULL";
+const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1 AND deleted_at IS NULL";
+
+/// An account whose password was just checked.
+pub(super) struct Account {
+    pub profile: Profile,
+    /// Its session epoch, for the sessions opened now.
+    pub epoch: i64,
+}
 
 /// The session and profile behind `token`, or `Unauthorized` for a malformed, tampered,
-/// expired or revoked token (or a deleted account), all alike.
+/// expired or revoked token, one from an earlier session epoch, or a deleted account, all
+/// alike.
 pub(super) fn session(ctx: &Context, token: &str) -> Result<(Claims, Profile), OpError> {
     let claims = ctx
         .tokens
@@ -25,7 +46,119 @@ pub(super) fn session(ctx: &Context, token: &str) -> Result<(Claims, Profile), O
         )
     })?;
     match row {
-        Some(row) if !row.get::<_, bool>(4) => Ok((claims, profile_from(&row))),
+        Some(row) if row.get::<_, i64>(4) == claims.epoch && !row.get::<_, bool>(5) => {
+            Ok((claims, profile_from(&row)))
+        }
         _ => Err(OpError::unauthorized()),
     }
+}
+
+/// Checks `password` for `username` as a login does: refused by the throttle before the
+/// password is looked at, counted in it after; one password verification for every answer, so
+/// an unknown name, a deleted account and a wrong password take as long as each other and get
+/// the same `InvalidCredentials`.
+pub(super) fn password(
+    ctx: &Context,
+    username: &str,
+    password: &Secret,
+    client: Option<&str>,
+    device: Option<&Secret>,
+) -> Result<Account, OpError> {
+    let key = rules::username_key(username);
+    let device = device.and_then(|token| ctx.devices.verify(token.expose(), &key, unix_now()));
+    // Refused before the password is looked at, or the guess would still be tested.
+    let attempt = ctx
+        .throttle
+        .begin_login(&key, client, device)
+        .map_err(|refusal| {
+            ctx.metrics.logins_throttled.inc();
+            OpError::throttled(refusal)
+        })?;
+    let result = check(ctx, username, &key, password.expose());
+    let outcome = match &result {
+        Ok(_) => Outcome::Succeeded,
+        Err(error) if error.0.code == ErrorCode::InvalidCredentials => Outcome::Failed,
+        Err(_) => Outcome::NotJudged,
+    };
+    ctx.throttle.finish_login(attempt, outcome);
+    result
+}
+
+fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Account, OpError> {
+    // A name that breaks the rules cannot exist; it still costs one verification, so that no
+    // answer comes back faster than the others.
+    if rules::check_username(username).is_err() {
+        ctx.hasher.verify_dummy(password);
+        return Err(OpError::invalid_credentials());
+    }
+    let row = ctx.db.run(|conn| {
+        let statement = conn.prepared(LOOKUP)?;
+        conn.client().query_opt(&statement, &[&key])
+    })?;
+    let Some(row) = row else {
+        ctx.hasher.verify_dummy(password);
+        return Err(OpError::invalid_credentials());
+    };
+    let stored: String = row.get(5);
+    let Verified::Match { needs_rehash } = ctx.hasher.verify(password, &stored) else {
+        return Err(OpError::invalid_credentials());
+    };
+    let account = Account {
+        profile: profile_from(&row),
+        epoch: row.get(4),
+    };
+    if needs_rehash {
+        rehash(ctx, account.profile.id, password);
+    }
+    Ok(account)
+}
+
+/// Replaces a hash made with other parameters. A failure only delays the upgrade to the next
+/// login, so it is logged, not returned.
+fn rehash(ctx: &Context, user_id: i64, password: &str) {
+    let result = ctx
+        .hasher
+        .hash(password)
+        .map_err(|e| e.to_string())
+        .and_then(|hash| {
+            ctx.db
+                .run(|conn| {
+                    let statement = conn.prepared(REHASH)?;
+                    conn.client().execute(&statement, &[&user_id, &hash])
+                })
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(_) => log::info!("re-hashed the password of user {user_id} with current parameters"),
+        Err(error) => log::warn!("re-hashing the password of user {user_id}: {error}"),
+    }
+}
+
+/// A new session for `account` in its epoch `account.epoch`, and a fresh device token for its
+/// username.
+pub(super) fn open_session(ctx: &Context, account: Account) -> Result<Session, OpError> {
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| {
+        log::error!("no randomness for a session id: {e}");
+        OpError::new(ErrorCode::Internal, "internal error")
+    })?;
+    let (session_id, device_nonce) = random.split_at(16);
+    let now = unix_now();
+    let claims = Claims {
+        user_id: account.profile.id,
+        epoch: account.epoch,
+        session_id: session_id.try_into().unwrap_or_default(),
+        expires_at: now.saturating_add(ctx.session_ttl.as_secs() as i64),
+    };
+    let device_token = ctx.devices.issue(
+        &rules::username_key(&account.profile.username),
+        device_nonce.try_into().unwrap_or_default(),
+        now.saturating_add(ctx.device_ttl.as_secs() as i64),
+    );
+    Ok(Session {
+        token: ctx.tokens.issue(&claims).into(),
+        expires_at: claims.expires_at,
+        profile: account.profile,
+        device_token: device_token.into(),
+    })
 }

@@ -4,7 +4,8 @@
 
 mod auth;
 
-pub use login::LOOKUP as LOGIN_LOOKUP;
+pub use auth::LOOKUP as LOGIN_LOOKUP;
+pub(crate) use delete_account::purge_deleted;
 pub(crate) use logout::prune_revocations;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +36,8 @@ pub struct Context {
     pub devices: DeviceKey,
     /// How long a device token is recognised.
     pub device_ttl: Duration,
+    /// How long a deleted account's username stays taken.
+    pub deleted_username_hold: Duration,
     /// The server's metrics.
     pub metrics: Metrics,
     /// Brute-force and flood protection for logins and registrations.
@@ -70,6 +73,12 @@ impl OpError {
     /// The one answer to every bad, expired or revoked session (or a deleted account).
     fn unauthorized() -> Self {
         OpError::new(ErrorCode::Unauthorized, "invalid or expired session")
+    }
+
+    /// The one answer to an unknown username and to a wrong password, which are not told
+    /// apart.
+    fn invalid_credentials() -> Self {
+        OpError::new(ErrorCode::InvalidCredentials, "wrong username or password")
     }
 
     /// `TooManyRequests` for an attempt the throttle refused, with when to retry.

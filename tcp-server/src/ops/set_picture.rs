@@ -10,7 +10,7 @@ use crate::picture::PictureError;
 // Taken first, so two uploads of one account run one after the other: otherwise an upload of
 // a picture already stored (its INSERT does nothing and locks nothing) could point the account
 // at a row that a concurrent upload's PRUNE is deleting.
-const LOCK: &str = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
+const LOCK: &str = "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE";
 const INSERT: &str = "INSERT INTO pictures (id, user_id, format, data) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (id) DO NOTHING";
 const POINT: &str = "UPDATE users SET picture_id = $1 WHERE id = $2 \

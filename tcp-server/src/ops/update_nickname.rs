@@ -5,7 +5,7 @@ use proto::{ErrorCode, Profile, UpdateNickname};
 use super::{Context, OpError, auth, profile_from};
 use crate::rules;
 
-const UPDATE: &str = "UPDATE users SET nickname = $2 WHERE id = $1 \
+const UPDATE: &str = "UPDATE users SET nickname = $2 WHERE id = $1 AND deleted_at IS NULL \
      RETURNING id, username, nickname, picture_id";
 
 pub(super) fn run(ctx: &Context, request: UpdateNickname) -> Result<Profile, OpError> {
