@@ -140,6 +140,9 @@ pub fn run(config: &Config) -> std::io::Result<Report> {
                     if worker.mix.needs_session() {
                         let _ = worker.log_in();
                     }
+                    if worker.mix.needs_own_account() {
+                        let _ = worker.open_account();
+                    }
                     ready.wait();
                     let Some(start) = *start.lock() else { return };
                     worker.run(start, &samples);
@@ -261,6 +264,8 @@ struct Worker {
     /// The longest wait for one answer.
     timeout: Duration,
     session: Option<String>,
+    /// For `change-password`: the connection's own account.
+    account: Option<Account>,
     request: Vec<u8>,
     /// For fresh usernames: unique per run, connection and request.
     name_prefix: String,
@@ -269,6 +274,12 @@ struct Worker {
     /// requests are left from the current one.
     sources: Option<(Arc<Sources>, u64)>,
     requests_left: u64,
+}
+
+/// An account a connection registered for itself, and its session.
+struct Account {
+    password: String,
+    token: String,
 }
 
 impl Worker {
@@ -290,6 +301,7 @@ impl Worker {
             end: config.warmup + config.duration,
             timeout: config.timeout,
             session: None,
+            account: None,
             request: Vec::with_capacity(512),
             name_prefix: format!("lt{run_id:08x}c{index}n"),
             sequence: 0,
@@ -385,6 +397,9 @@ impl Worker {
         {
             return outcome;
         }
+        if step == Step::ChangePassword {
+            return self.change_password();
+        }
         match step {
             Step::LoginRandom => {
                 let user = self.rng.u64(1..=self.users);
@@ -410,6 +425,7 @@ impl Worker {
                 self.writer.update(&mut self.request, token, &nickname);
             }
             Step::Health => self.writer.health(&mut self.request),
+            Step::ChangePassword => unreachable!("answered above"),
         }
         self.count_request();
         match self.connection.send(&self.request) {
@@ -420,6 +436,73 @@ impl Worker {
                 Outcome::Status(answer.status)
             }
             Err(failure) => Outcome::Failed(failure),
+        }
+    }
+
+    /// Changes the password of the connection's own account (opening one first if it has
+    /// none) to a fresh random one, and carries on with the new session the answer gives.
+    fn change_password(&mut self) -> Outcome {
+        if self.account.is_none()
+            && let Err(outcome) = self.open_account()
+        {
+            return outcome;
+        }
+        let account = self.account.as_ref().expect("opened above");
+        let new = scenario::random_password(&mut self.rng);
+        self.writer
+            .change_password(&mut self.request, &account.token, &account.password, &new);
+        self.count_request();
+        match self.connection.send(&self.request) {
+            Ok(answer) => {
+                match answer.status {
+                    200 => match scenario::token_of(answer.body) {
+                        Some(token) => {
+                            let account = self.account.as_mut().expect("opened above");
+                            account.token = token;
+                            account.password = new;
+                        }
+                        None => return Outcome::Failed(Failure::Protocol),
+                    },
+                    // The session or the password is no longer what this connection holds:
+                    // start again with a new account.
+                    401 => self.account = None,
+                    _ => {}
+                }
+                Outcome::Status(answer.status)
+            }
+            // Whether the change was made is unknown, so the account's password is too.
+            Err(failure) => {
+                self.account = None;
+                Outcome::Failed(failure)
+            }
+        }
+    }
+
+    /// Registers an account of the connection's own, with a random password, and logs in.
+    fn open_account(&mut self) -> Result<(), Outcome> {
+        self.sequence += 1;
+        let username = format!("{}a{}", self.name_prefix, self.sequence);
+        let password = scenario::random_password(&mut self.rng);
+        self.writer
+            .register_with(&mut self.request, &username, &password);
+        self.count_request();
+        match self.connection.send(&self.request) {
+            Ok(answer) if answer.status == 201 => {}
+            Ok(answer) => return Err(Outcome::Status(answer.status)),
+            Err(failure) => return Err(Outcome::Failed(failure)),
+        }
+        self.writer
+            .login_as(&mut self.request, &username, &password);
+        self.count_request();
+        match self.connection.send(&self.request) {
+            Ok(answer) if answer.status == 200 => {
+                let token =
+                    scenario::token_of(answer.body).ok_or(Outcome::Failed(Failure::Protocol))?;
+                self.account = Some(Account { password, token });
+                Ok(())
+            }
+            Ok(answer) => Err(Outcome::Status(answer.status)),
+            Err(failure) => Err(Outcome::Failed(failure)),
         }
     }
 

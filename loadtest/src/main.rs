@@ -16,15 +16,16 @@ use loadtest::{Config, plot};
 ///
 /// Scenarios: login-random (uniform over the --users seeded users: user{i} / secret-{i}),
 /// login-fixed (the first 200), register (fresh names), profile (log in once per connection,
-/// then GET /api/v1/me), update (PATCH the nickname), health (GET /healthz), and mixed
-/// (--mix weights).
+/// then GET /api/v1/me), update (PATCH the nickname), change-password (PUT
+/// /api/v1/me/password on an account each connection registers for itself), health (GET
+/// /healthz), and mixed (--mix weights).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
     /// The http-server to load (loopback only is sensible: the load is real).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// login-random, login-fixed, register, profile, update, health or mixed.
+    /// login-random, login-fixed, register, profile, update, change-password, health or mixed.
     #[arg(long, default_value = "login-random")]
     scenario: String,
     /// Weights of the mixed scenario.

@@ -18,18 +18,22 @@ pub enum Step {
     Profile,
     /// Change the nickname with the connection's session.
     Update,
+    /// Change the password of an account of the connection's own (registered for the run, as
+    /// seeded users' passwords are too weak to be set again), to a fresh random one each time.
+    ChangePassword,
     /// `GET /healthz`: no backend work, to measure the HTTP path and the client itself.
     Health,
 }
 
 impl Step {
     /// Every step.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 7] = [
         Step::LoginRandom,
         Step::LoginFixed,
         Step::Register,
         Step::Profile,
         Step::Update,
+        Step::ChangePassword,
         Step::Health,
     ];
 
@@ -41,13 +45,19 @@ impl Step {
             Step::Register => "register",
             Step::Profile => "profile",
             Step::Update => "update",
+            Step::ChangePassword => "change-password",
             Step::Health => "health",
         }
     }
 
-    /// Whether the step needs the connection to hold a session first.
+    /// Whether the step needs the connection to hold a session of a seeded user first.
     pub fn needs_session(self) -> bool {
         matches!(self, Step::Profile | Step::Update)
+    }
+
+    /// Whether the step needs an account of the connection's own, with a session.
+    pub fn needs_own_account(self) -> bool {
+        matches!(self, Step::ChangePassword)
     }
 }
 
@@ -136,6 +146,13 @@ impl Mix {
         self.entries.iter().any(|(step, _)| step.needs_session())
     }
 
+    /// Whether a step of the mix needs an account of the connection's own.
+    pub fn needs_own_account(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(step, _)| step.needs_own_account())
+    }
+
     /// The steps with a weight above zero.
     pub fn steps(&self) -> impl Iterator<Item = Step> + '_ {
         self.entries.iter().map(|(step, _)| *step)
@@ -158,6 +175,15 @@ impl fmt::Display for Mix {
 
 /// The default weights of `--scenario mixed`.
 pub const DEFAULT_MIX: &str = "login-random=60,profile=30,update=5,register=5";
+
+/// The password of the accounts `register` creates: long and uncommon enough for the password
+/// rules.
+pub const REGISTER_PASSWORD: &str = "load test password";
+
+/// A random password the password rules accept: 20 letters and digits, about 119 bits.
+pub fn random_password(rng: &mut fastrand::Rng) -> String {
+    (0..20).map(|_| rng.alphanumeric()).collect()
+}
 
 /// How many users `login-fixed` cycles through.
 pub const FIXED_USERS: u64 = 200;
@@ -183,8 +209,26 @@ impl RequestWriter {
 
     /// `POST /api/v1/users` with a fresh name.
     pub fn register(&self, out: &mut Vec<u8>, username: &str) {
-        let body = format!(r#"{{"username":"{username}","password":"load test password"}}"#);
+        self.register_with(out, username, REGISTER_PASSWORD);
+    }
+
+    /// `POST /api/v1/users` with a fresh name and this password (JSON-safe: no quote or
+    /// backslash).
+    pub fn register_with(&self, out: &mut Vec<u8>, username: &str, password: &str) {
+        let body = format!(r#"{{"username":"{username}","password":"{password}"}}"#);
         self.json(out, "POST", "/api/v1/users", None, &body);
+    }
+
+    /// `POST /api/v1/sessions` for an account of the run's own.
+    pub fn login_as(&self, out: &mut Vec<u8>, username: &str, password: &str) {
+        let body = format!(r#"{{"username":"{username}","password":"{password}"}}"#);
+        self.json(out, "POST", "/api/v1/sessions", None, &body);
+    }
+
+    /// `PUT /api/v1/me/password` from `current` to `new` (JSON-safe passwords).
+    pub fn change_password(&self, out: &mut Vec<u8>, token: &str, current: &str, new: &str) {
+        let body = format!(r#"{{"current_password":"{current}","new_password":"{new}"}}"#);
+        self.json(out, "PUT", "/api/v1/me/password", Some(token), &body);
     }
 
     /// `GET /api/v1/me` with a session.

@@ -49,9 +49,10 @@ pub struct Weak(pub String);
 
 /// A new password must reach [`MIN_STRENGTH`]; `context` holds what the account is known by
 /// (its username and nickname), which a password must not lean on. The estimator reads the
-/// first 100 characters only, so a long password costs no more than one of 100.
+/// start of the password it can afford ([`affordable_len`]): all of a password people choose.
 pub fn check_strength(password: &str, context: &[&str]) -> Result<(), Weak> {
-    let estimate = zxcvbn::zxcvbn(password, context);
+    let read: String = password.chars().take(affordable_len(password)).collect();
+    let estimate = zxcvbn::zxcvbn(&read, context);
     if estimate.score() >= MIN_STRENGTH {
         return Ok(());
     }
@@ -65,6 +66,55 @@ pub fn check_strength(password: &str, context: &[&str]) -> Result<(), Weak> {
         }
     }
     Err(Weak(message))
+}
+
+/// What the estimator may spend on one password, in the units of [`estimate_cost`]. zxcvbn
+/// runs its dictionary pass over every substring (length squared) once more for each table of
+/// l33t substitutions the password's characters allow, and a password made of l33t symbols
+/// (`4@8({[<3=6&!|1l7+0%9$5~2`, repeated) allows hundreds: whole, such a password costs it a
+/// second of CPU, a cheap way for anyone to stall the service. Measured (`--bench strength`),
+/// a unit costs about 0.25 µs, so the budget is about 2.5 ms: a passphrase of 70 characters, or
+/// 25 random printable ones, is read whole, and no password yields a start under 12 characters,
+/// already out of reach of guessing when it is random.
+pub const ESTIMATE_BUDGET: u64 = 10_000;
+
+/// zxcvbn's own l33t table (private to the crate): for each letter, the characters that may
+/// stand for it.
+const L33T_SUBSTITUTES: [&str; 12] = [
+    "4@", "8", "({[<", "3", "69", "1!|", "1|7", "0", "$5", "+7", "%", "2",
+];
+
+/// The estimator's cost for a password of `len` characters whose l33t symbols are `present`
+/// (one flag per character of [`L33T_SUBSTITUTES`], in order): `len`² for the plain dictionary
+/// pass and once more for each substitution table.
+fn estimate_cost(len: u64, present: &[Vec<bool>]) -> u64 {
+    let tables: u64 = present
+        .iter()
+        .map(|subs| subs.iter().filter(|&&p| p).count().max(1) as u64)
+        .product();
+    (1 + tables) * len * len
+}
+
+/// How many characters of `password`, from its start, the estimator reads: as many as fit in
+/// [`ESTIMATE_BUDGET`], and at most the 100 zxcvbn itself reads.
+pub fn affordable_len(password: &str) -> usize {
+    let mut present: Vec<Vec<bool>> = L33T_SUBSTITUTES
+        .iter()
+        .map(|subs| vec![false; subs.chars().count()])
+        .collect();
+    let mut len = 0;
+    for c in password.chars().take(100) {
+        for (subs, seen) in L33T_SUBSTITUTES.iter().zip(&mut present) {
+            for (sub, flag) in subs.chars().zip(seen.iter_mut()) {
+                *flag |= sub == c;
+            }
+        }
+        if estimate_cost(len as u64 + 1, &present) > ESTIMATE_BUDGET {
+            break;
+        }
+        len += 1;
+    }
+    len
 }
 
 /// Nicknames are trimmed, then must be 1 to 64 Unicode characters without control characters.
@@ -161,6 +211,27 @@ mod tests {
                 "{strong}"
             );
         }
+    }
+
+    #[test]
+    fn the_estimator_reads_all_of_a_chosen_password_and_a_bounded_start_of_a_hostile_one() {
+        for whole in [
+            "correct horse battery staple",
+            "q8#Lw!2vX9@rT",
+            &"violet harbour lantern copper ".repeat(2)[..60],
+        ] {
+            assert_eq!(affordable_len(whole), whole.chars().count(), "{whole}");
+        }
+        // Plain text is read to where its dictionary pass alone fills the budget.
+        assert_eq!(affordable_len(&"word ".repeat(30)), 70);
+        // A password of l33t symbols allows hundreds of substitution tables: only a start is
+        // read, never a start too short to judge.
+        let hostile = "4@8({[<3=6&!|1l7+0%9$5~2".repeat(6);
+        let read = affordable_len(&hostile);
+        assert!((12..=16).contains(&read), "{read}");
+        assert_eq!(check_strength(&hostile, &[]), Ok(()));
+        // The start of a weak password is weak: a long tail does not hide it.
+        assert!(check_strength(&format!("password{}", "a".repeat(120)), &[]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! 2. client efficiency: loadtest against wrk on GET /healthz, same connections and time;
 //! 3. login-random and login-fixed, closed loop;
 //! 4. login-random, open loop at `--rate`;
-//! 5. profile and register, closed loop;
+//! 5. profile, register and change-password, closed loop;
 //! 6. peak RSS and threads of both servers.
 //!
 //! It writes a markdown table (bench.md) and everything as JSON (bench.json, with one loadtest
@@ -102,6 +102,7 @@ struct Runs {
     login_open: Report,
     profile: Report,
     register: Report,
+    change_password: Report,
 }
 
 /// Everything the table shows.
@@ -247,6 +248,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Spec {
                 spread_sources: Some(20),
                 ..spec(Step::Register, args.short)
+            },
+        )?,
+        change_password: measure(
+            "change-password",
+            Spec {
+                spread_sources: Some(20),
+                ..spec(Step::ChangePassword, args.short)
             },
         )?,
     };
@@ -603,6 +611,11 @@ fn render(results: &Results) -> String {
         "20 per client address (loadtest --spread-sources 20); overall limit raised",
     );
     row(
+        "change-password (PUT /api/v1/me/password), closed loop",
+        &runs.change_password,
+        "each connection on an account of its own, registered first (not counted)",
+    );
+    row(
         "GET /healthz (loadtest)",
         &runs.health,
         &format!(
@@ -644,6 +657,7 @@ fn to_json(results: &Results) -> serde_json::Value {
             "login-open": runs.login_open,
             "profile": runs.profile,
             "register": runs.register,
+            "change-password": runs.change_password,
         },
     })
 }
@@ -742,6 +756,7 @@ mod tests {
                 login_open: report(3_000.0),
                 profile: report(19_033.0),
                 register: report(7_819.0),
+                change_password: report(2_000.0),
             },
         };
         let table = render(&results);
@@ -768,14 +783,18 @@ mod tests {
         );
         assert!(lines[7].starts_with("| login-random, open loop at 3000/s | 3,000 |"));
         assert!(lines[7].ends_with("| 0 late sends; latency from the intended send time |"));
-        assert!(lines[10].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
-        assert_eq!(lines.len(), 14);
+        assert!(
+            lines[10]
+                .starts_with("| change-password (PUT /api/v1/me/password), closed loop | 2,000 |")
+        );
+        assert!(lines[11].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 15);
         assert_eq!(
-            lines[12],
+            lines[13],
             "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
         );
         assert_eq!(
-            lines[13],
+            lines[14],
             "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
              tcp-server 262, http-server 1025."
         );
