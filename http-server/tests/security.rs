@@ -119,14 +119,6 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// Argon2 parameters that make a verification cost milliseconds (the other tests' cost
-/// microseconds), so one skipped for unknown users would stand out of the request's latency.
-const REALISTIC: PasswordParams = PasswordParams {
-    memory_kib: 8 * 1024,
-    iterations: 2,
-    parallelism: 1,
-};
-
 // ---------------------------------------------------------------------------------------------
 // Scenario 10: hostile input the other files do not send
 // ---------------------------------------------------------------------------------------------

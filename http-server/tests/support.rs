@@ -19,6 +19,17 @@ pub use testkit::{eventually, unique_name};
 /// it. (A forged token that is accepted proves the two still agree.)
 pub const TEST_PEPPER: &[u8] = testkit::PEPPER;
 
+/// Argon2 parameters that make a verification cost milliseconds (the other tests' cost
+/// microseconds), so one skipped for unknown users would stand out of the request's latency.
+pub const REALISTIC: PasswordParams = PasswordParams {
+    memory_kib: 8 * 1024,
+    iterations: 2,
+    parallelism: 1,
+};
+
+/// The longest a test waits for one answer.
+pub const WAIT: Duration = Duration::from_secs(10);
+
 /// A backend's context over the test database, with a pool of 4.
 fn context() -> Context {
     let mut settings = testkit::settings();

@@ -7,6 +7,7 @@ mod api;
 mod backends;
 mod browser;
 mod hostile;
+mod lifecycle;
 mod openapi;
 mod robustness;
 mod security;
