@@ -58,9 +58,18 @@ function clearErrors(form) {
   for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
 }
 
-// While a request is under way its form takes no input, so nothing is sent twice.
+// While a request is under way its form takes no input, so nothing is sent twice. Disabling the
+// focused control drops keyboard focus to the page, so it goes back when the form is enabled
+// (unless the answer moved it on).
+const focusBeforeBusy = new WeakMap();
 function busy(form, on) {
+  if (on && form.contains(document.activeElement)) focusBeforeBusy.set(form, document.activeElement);
   for (const control of form.querySelectorAll("button, input")) control.disabled = on;
+  const focused = focusBeforeBusy.get(form);
+  if (!on && focused) {
+    focusBeforeBusy.delete(form);
+    if (!document.activeElement || document.activeElement === document.body) focused.focus();
+  }
 }
 
 // The message for an answer that is not about a field: the server's, with when to retry.
@@ -71,7 +80,9 @@ function serviceMessage(result) {
 
 function retryText(result) {
   const seconds = parseInt(result.retryAfter || "", 10);
-  return seconds > 0 ? ` Try again in ${seconds} second${seconds === 1 ? "" : "s"}.` : " Try again shortly.";
+  if (!(seconds > 0)) return " Try again shortly.";
+  if (seconds < 90) return ` Try again in ${seconds} second${seconds === 1 ? "" : "s"}.`;
+  return ` Try again in ${Math.ceil(seconds / 60)} minutes.`;
 }
 
 // Logs in and sets the session cookie; resolves to the API result.
@@ -86,6 +97,7 @@ function signupPage() {
     invalid_username: "username",
     username_taken: "username",
     invalid_password: "password",
+    weak_password: "password",
     invalid_nickname: "nickname",
   };
   form.addEventListener("submit", async (event) => {
@@ -123,6 +135,8 @@ function loginPage() {
   const notices = {
     profile: "Log in to see your profile.",
     "signed-out": "You are logged out.",
+    "signed-out-everywhere": "You are logged out on every device.",
+    "account-deleted": "Your account was deleted.",
     signup: "Your account is ready. Log in to continue.",
   };
   const from = new URLSearchParams(window.location.search).get("from");
@@ -163,10 +177,18 @@ function profilePage() {
   const upload = document.getElementById("picture-upload");
   const logout = document.getElementById("logout");
   const retry = document.getElementById("retry");
+  const security = document.getElementById("security");
+  const passwordForm = document.getElementById("password-form");
+  const logoutEverywhere = document.getElementById("logout-everywhere");
+  const deleteOpen = document.getElementById("delete-open");
+  const deleteDialog = document.getElementById("delete-dialog");
+  const deleteForm = document.getElementById("delete-form");
   // The picture on the server, and the chosen file's preview (an object URL) until it is
   // uploaded or given up.
   let saved = null;
   let preview = null;
+  // The account's username, which the deletion must be confirmed with.
+  let username = "";
 
   const signedOut = () => window.location.replace("/login?from=profile");
 
@@ -190,11 +212,16 @@ function profilePage() {
   }
 
   function show(profile) {
-    document.getElementById("username").textContent = profile.username;
+    username = profile.username;
+    document.getElementById("username").textContent = username;
+    for (const name of document.querySelectorAll(".account-name")) name.textContent = username;
+    // So that password managers file the new password under this account.
+    document.getElementById("password-username").defaultValue = username;
     nicknameForm.nickname.value = profile.nickname;
     saved = profile.picture_url;
     showPicture();
     card.setAttribute("aria-busy", "false");
+    security.setAttribute("aria-busy", "false");
     document.getElementById("page-error").textContent = "";
     retry.hidden = true;
   }
@@ -273,6 +300,101 @@ function profilePage() {
     } else {
       logout.disabled = false;
       pageError(result);
+    }
+  });
+
+  // A new password: every session of the account ends, and the answer sets this browser's new
+  // one in the cookie, so the page goes on working.
+  passwordForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(passwordForm);
+    document.getElementById("password-status").textContent = "";
+    busy(passwordForm, true);
+    const result = await api("PUT", "/api/v1/me/password", {
+      current_password: passwordForm.current_password.value,
+      new_password: passwordForm.new_password.value,
+    });
+    busy(passwordForm, false);
+    const error = errorOf(result);
+    if (result.status === 200) {
+      passwordForm.reset();
+      document.getElementById("password-status").textContent =
+        "Password changed. You are still logged in here; your other devices are logged out.";
+    } else if (error.code === "invalid_credentials") {
+      passwordForm.current_password.value = "";
+      setError("current-password-error", "Wrong password.", passwordForm.current_password);
+      passwordForm.current_password.focus();
+    } else if (result.status === 401) {
+      signedOut();
+    } else if (result.status === 429) {
+      passwordForm.current_password.value = "";
+      setError("current-password-error", "Too many failed attempts." + retryText(result), null);
+      passwordForm.current_password.focus();
+    } else if (error.code === "invalid_password" || error.code === "weak_password") {
+      setError("new-password-error", sentence(error.message), passwordForm.new_password);
+      passwordForm.new_password.focus();
+    } else {
+      setError("password-form-error", serviceMessage(result));
+    }
+  });
+
+  logoutEverywhere.addEventListener("click", async () => {
+    setError("logout-everywhere-error", "");
+    logoutEverywhere.disabled = true;
+    const result = await api("DELETE", "/api/v1/me/sessions");
+    if (result.status === 204) {
+      window.location.replace("/login?from=signed-out-everywhere");
+    } else if (result.status === 401) {
+      signedOut();
+    } else {
+      logoutEverywhere.disabled = false;
+      logoutEverywhere.focus();
+      setError("logout-everywhere-error", serviceMessage(result));
+    }
+  });
+
+  // Deleting the account asks, in a modal dialog, for the username typed out and the password.
+  deleteOpen.addEventListener("click", () => {
+    deleteForm.reset();
+    clearErrors(deleteForm);
+    deleteDialog.showModal();
+    deleteForm.username.focus();
+  });
+  document.getElementById("delete-cancel").addEventListener("click", () => deleteDialog.close());
+  deleteDialog.addEventListener("cancel", (event) => {
+    // Escape closes the dialog, but not while the deletion is under way.
+    if (deleteForm.password.disabled) event.preventDefault();
+  });
+  deleteDialog.addEventListener("close", () => deleteOpen.focus());
+
+  deleteForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(deleteForm);
+    if (deleteForm.username.value.trim() !== username) {
+      setError("delete-username-error", `Type ${username} exactly, to be sure this is the account to delete.`, deleteForm.username);
+      deleteForm.username.focus();
+      return;
+    }
+    busy(deleteForm, true);
+    const result = await api("DELETE", "/api/v1/me", { password: deleteForm.password.value });
+    if (result.status === 204) {
+      window.location.replace("/login?from=account-deleted");
+      return;
+    }
+    busy(deleteForm, false);
+    const error = errorOf(result);
+    if (error.code === "invalid_credentials") {
+      deleteForm.password.value = "";
+      setError("delete-password-error", "Wrong password.", deleteForm.password);
+      deleteForm.password.focus();
+    } else if (result.status === 401) {
+      signedOut();
+    } else if (result.status === 429) {
+      deleteForm.password.value = "";
+      setError("delete-password-error", "Too many failed attempts." + retryText(result), null);
+      deleteForm.password.focus();
+    } else {
+      setError("delete-form-error", serviceMessage(result));
     }
   });
 
