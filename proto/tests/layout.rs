@@ -343,6 +343,7 @@ fn error_code_values_match_the_specification() {
         (ErrorCode::UnsupportedMediaType, 107),
         (ErrorCode::NotFound, 108),
         (ErrorCode::TooManyRequests, 109),
+        (ErrorCode::WeakPassword, 110),
     ];
     assert_eq!(table.len(), ErrorCode::ALL.len());
     for (code, value) in table {

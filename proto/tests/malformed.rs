@@ -144,7 +144,7 @@ fn framing_errors_in_responses() {
         case("a GetPicture sent as a response", f(kind::GET_PICTURE, b().str("k")), DecodeErrorKind::UnknownKind(kind::GET_PICTURE)),
         case("a request kind is refused before its length", header(VERSION, kind::SET_PICTURE, ID, u32::MAX), DecodeErrorKind::UnknownKind(kind::SET_PICTURE)),
         case("kind 0x80", header(VERSION, 0x80, ID, 0), DecodeErrorKind::UnknownKind(0x80)),
-        case("kind 0x89, one past the last success reply", header(VERSION, 0x89, ID, 0), DecodeErrorKind::UnknownKind(0x89)),
+        case("kind 0x8c, one past the last success reply", header(VERSION, 0x8C, ID, 0), DecodeErrorKind::UnknownKind(0x8C)),
         case("kind 0xfe", header(VERSION, 0xFE, ID, 0), DecodeErrorKind::UnknownKind(0xFE)),
         case("4 GiB body, header only", header(VERSION, kind::PICTURE, ID, u32::MAX), too_large(u64::from(u32::MAX) + 12, DEFAULT_MAX_FRAME_LEN)),
         with_limit(1024, case("over a small limit, header only", header(VERSION, kind::PICTURE, ID, 2000), too_large(2012, 1024))),
@@ -238,7 +238,7 @@ fn body_errors_in_responses() {
         case("error code 0", f(kind::ERROR, b().u16(0).u32(0).str("")), tag("code", 0)),
         case("error code 6, one past Internal", f(kind::ERROR, b().u16(6).u32(0).str("")), tag("code", 6)),
         case("error code 99, one before InvalidUsername", f(kind::ERROR, b().u16(99).u32(0).str("")), tag("code", 99)),
-        case("error code 110, one past TooManyRequests", f(kind::ERROR, b().u16(110).u32(0).str("")), tag("code", 110)),
+        case("error code 111, one past WeakPassword", f(kind::ERROR, b().u16(111).u32(0).str("")), tag("code", 111)),
         case("error code 0xffff", f(kind::ERROR, b().u16(0xFFFF).u32(0).str("")), tag("code", 0xFFFF)),
         // 0x0101 would read as Malformed if only the low byte were looked at.
         case("error code 0x0101", f(kind::ERROR, b().u16(0x0101).u32(0).str("")), tag("code", 0x0101)),
