@@ -34,16 +34,6 @@ fn session(front: &Front, username: &str, password: &str) -> String {
     answer.json()["token"].as_str().unwrap().to_owned()
 }
 
-/// The `Set-Cookie` headers of an answer.
-fn set_cookies(answer: &Answer) -> Vec<&str> {
-    answer
-        .headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, value)| value.as_str())
-        .collect()
-}
-
 /// The value `name` is set to by an answer's `Set-Cookie` headers.
 fn cookie_value(answer: &Answer, name: &str) -> Option<String> {
     set_cookies(answer).into_iter().find_map(|cookie| {
@@ -353,10 +343,6 @@ fn a_wrong_current_password_takes_as_long_as_a_failed_login() {
             verifications.push(v);
         }
     }
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2]
-    };
     let (change, login, verify) = (
         median(&mut changes),
         median(&mut logins),

@@ -1090,10 +1090,6 @@ fn unknown_users_and_wrong_passwords_take_the_same_time() {
             verify.push(v);
         }
     }
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2]
-    };
     let (unknown, wrong, verify) = (
         median(&mut unknown),
         median(&mut wrong),

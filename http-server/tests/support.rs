@@ -720,3 +720,19 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let out = f();
     (out, started.elapsed())
 }
+
+/// The `Set-Cookie` headers of an answer.
+pub fn set_cookies(answer: &Answer) -> Vec<&str> {
+    answer
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, value)| value.as_str())
+        .collect()
+}
+
+/// The median of some timings (sorts them).
+pub fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}

@@ -6,16 +6,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// The `Set-Cookie` headers of an answer.
-fn set_cookies(answer: &Answer) -> Vec<&str> {
-    answer
-        .headers
-        .iter()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
-        .map(|(_, value)| value.as_str())
-        .collect()
-}
-
 /// Logs in the pages' way; returns the answer and the session cookie's value.
 fn cookie_login(front: &Front, username: &str, password: &str) -> (Answer, String) {
     let body = serde_json::to_vec(&json!({"username": username, "password": password})).unwrap();
