@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pool::{Manager, Pool};
-use proto::{Deadline, ErrorCode, ReadError, Request, Response};
+use proto::{Deadline, ErrorCode, ReadError, Request, Response, Trace};
 use socket2::{SockRef, TcpKeepalive};
 
 /// How to reach the backends.
@@ -123,13 +123,17 @@ impl Connection {
         }
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         let id = self.next_request_id;
+        // The request's id goes along, so that tcp-server's log lines about it carry it too.
+        let trace = service::logging::request_id()
+            .and_then(|id| Trace::new(&id))
+            .unwrap_or_default();
         let mut stream = Deadline::after(&self.stream, timeout);
-        proto::write_frame(&mut stream, id, request, &mut self.write_buf).map_err(|error| {
-            match error {
+        proto::write_frame(&mut stream, id, &trace, request, &mut self.write_buf).map_err(
+            |error| match error {
                 proto::WriteError::Io(error) if is_timeout(&error) => ExchangeError::TimedOut,
                 _ => ExchangeError::Failed,
-            }
-        })?;
+            },
+        )?;
         let frame =
             proto::read_frame::<_, Response>(&mut stream, &mut self.read_buf, max_frame_len)
                 .map_err(|error| match error {

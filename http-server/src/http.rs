@@ -180,7 +180,8 @@ impl ApiCode {
     }
 }
 
-/// An API error: the code (and so the status) and the body `{"error": {"code", "message"}}`.
+/// An API error: the code (and so the status) and the body
+/// `{"error": {"code", "message", "request_id"}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub code: ApiCode,
@@ -200,6 +201,9 @@ struct ErrorBody<'a> {
 struct ErrorFields<'a> {
     code: &'a str,
     message: &'a str,
+    /// The request's id (its `X-Request-Id`), the key to both tiers' log lines about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -259,6 +263,7 @@ impl ApiError {
                 error: ErrorFields {
                     code: self.code.as_str(),
                     message: &self.message,
+                    request_id: service::logging::request_id(),
                 },
             },
         );

@@ -16,6 +16,10 @@ use humantime::Duration;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
+    /// How log lines are written to stderr: text, or one JSON object per line. RUST_LOG sets
+    /// the level (default info; debug adds a line per request).
+    #[arg(long, value_enum, default_value_t, env = "GATEHOUSE_LOG_FORMAT")]
+    log_format: service::logging::LogFormat,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -138,8 +142,8 @@ impl Cli {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    service::logging::init(cli.log_format, &[]);
     if let Err(error) = serve(&cli) {
         log::error!("{error:#}");
         std::process::exit(1);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tiny_http::Method;
 
 use crate::api::{self, Api, me, pictures, sessions, users};
-use crate::http::{ApiCode, ApiError, Reply};
+use crate::http::{ApiCode, ApiError, Reply, header_value};
 
 /// Which listener a request came in on: the public one serves the API and the pages, the
 /// admin one (loopback by default) the metrics; both answer `/healthz` and `/readyz`.
@@ -222,6 +222,11 @@ pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
     let route = Route::of(&path).filter(|route| served_on(route, listener));
     let label = route.map_or(UNKNOWN, |route| route.label);
     let method = request.method().clone();
+    // One id for the request across both tiers: the client's `X-Request-Id` when it is one we
+    // can carry, else a new one. Every log line about the request carries it (this worker's,
+    // and tcp-server's through the frame), and so does the answer.
+    let id = request_id(&request);
+    let _request = service::logging::request_scope(&id);
     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         dispatch(api, route, &path, &mut request)
     }))
@@ -238,6 +243,7 @@ pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
     if request.body_on_socket() {
         request.end_connection();
     }
+    let reply = reply.with_header("X-Request-Id", &id);
     if let Err(error) = request.respond(reply.into_response()) {
         log::debug!("could not send a response: {error}");
     }
@@ -247,6 +253,21 @@ pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
         "{method} {label} {status} {:.3}ms",
         took.as_secs_f64() * 1e3
     );
+}
+
+/// The request's id: its `X-Request-Id` when that is 1 to 64 characters of letters, digits and
+/// `-_.:`, else 32 random hex digits.
+fn request_id(request: &tiny_http::Request) -> String {
+    let valid = |id: &&str| {
+        (1..=proto::MAX_TRACE_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    };
+    match header_value(request, "X-Request-Id").filter(valid) {
+        Some(id) => id.to_owned(),
+        None => format!("{:032x}", fastrand::u128(..)),
+    }
 }
 
 fn dispatch(

@@ -241,8 +241,9 @@ fn login_failures_are_indistinguishable() {
     for other in [&unknown_user, &impossible_user] {
         other.assert_error(401, "invalid_credentials");
         assert_eq!(
-            other.body, wrong_password.body,
-            "the bodies must be byte-identical"
+            without_request_id(&other.json()),
+            without_request_id(&wrong_password.json()),
+            "the bodies must be identical but for the request's id"
         );
         assert_eq!(
             other.header("Content-Type"),
@@ -1177,4 +1178,48 @@ fn no_input_produces_a_500() {
             );
         }
     }
+}
+
+/// Every answer carries `X-Request-Id`: the client's when it is one the service can carry to
+/// tcp-server and into its logs, else one of the server's own; an error's body carries it too.
+#[test]
+fn every_answer_carries_a_request_id_that_the_client_may_choose() {
+    let stack = Stack::start();
+    let front = &stack.front;
+    let id_of = |answer: &Answer| answer.header("X-Request-Id").map(str::to_owned);
+
+    let chosen = "client-7:abc.DEF_1";
+    let refused = send(
+        "GET",
+        &front.url("/api/v1/me"),
+        &[("X-Request-Id", chosen)],
+        None,
+    );
+    assert_eq!(refused.status, 401);
+    assert_eq!(id_of(&refused).as_deref(), Some(chosen));
+    assert_eq!(refused.json()["error"]["request_id"], chosen);
+
+    let too_long = "x".repeat(65);
+    for unusable in ["has space", too_long.as_str(), "", "quote\"d", "semi;colon"] {
+        let answer = send(
+            "GET",
+            &front.url("/healthz"),
+            &[("X-Request-Id", unusable)],
+            None,
+        );
+        assert_eq!(answer.status, 200);
+        let id = id_of(&answer).expect("an id");
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{unusable:?} became {id:?}"
+        );
+    }
+    let made: BTreeSet<String> = (0..5)
+        .map(|_| id_of(&send("GET", &front.url("/healthz"), &[], None)).expect("an id"))
+        .collect();
+    assert_eq!(
+        made.len(),
+        5,
+        "each request gets an id of its own: {made:?}"
+    );
 }

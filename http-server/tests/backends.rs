@@ -383,7 +383,14 @@ fn a_backend_at_its_connection_bound_answers_backend_busy() {
     let backend = Backend::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), 1);
     let mut holder = TcpStream::connect(backend.addr).unwrap();
     let mut buf = Vec::new();
-    proto::write_frame(&mut holder, 7, &Request::Ping(proto::Ping), &mut buf).unwrap();
+    proto::write_frame(
+        &mut holder,
+        7,
+        &proto::Trace::NONE,
+        &Request::Ping(proto::Ping),
+        &mut buf,
+    )
+    .unwrap();
     holder
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();

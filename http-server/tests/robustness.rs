@@ -528,6 +528,7 @@ fn relay(
         if proto::write_frame(
             &mut upstream,
             frame.request_id,
+            &proto::Trace::NONE,
             &frame.message,
             &mut write_buf,
         )
@@ -542,6 +543,7 @@ fn relay(
         if proto::write_frame(
             &mut client,
             response.request_id,
+            &proto::Trace::NONE,
             &response.message,
             &mut write_buf,
         )

@@ -973,14 +973,19 @@ fn no_password_hash_token_or_pepper_reaches_the_log() {
 // Scenario 13: no user enumeration
 // ---------------------------------------------------------------------------------------------
 
-/// A login as raw bytes on its own connection; the answer's bytes without its `Date` line.
+/// A login as raw bytes on its own connection; the answer's bytes without its `Date` line. Every
+/// such login names the same `X-Request-Id`, which its answer carries (in a header and in the
+/// error body): whatever else differs between two answers is a leak.
 fn raw_login(front: &Front, username: &str, password: &str) -> String {
     let body = json!({"username": username, "password": password}).to_string();
-    let received = raw(
-        front.addr,
-        &raw_json("POST", "/api/v1/sessions", None, body.as_bytes()),
-        WAIT,
-    );
+    let request = String::from_utf8(raw_json("POST", "/api/v1/sessions", None, body.as_bytes()))
+        .unwrap()
+        .replacen(
+            "Host: t\r\n",
+            "Host: t\r\nX-Request-Id: one-for-every-login\r\n",
+            1,
+        );
+    let received = raw(front.addr, request.as_bytes(), WAIT);
     let (answer, used) = parse_answer(&received).expect("a whole answer");
     assert_eq!(used, received.len(), "one answer, nothing after it");
     answer.assert_error(401, "invalid_credentials");

@@ -736,3 +736,15 @@ pub fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
+
+/// An error body without its `request_id` (each request has its own), for comparing answers.
+pub fn without_request_id(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(error) = body.get_mut("error").and_then(Value::as_object_mut) {
+        assert!(
+            error.remove("request_id").is_some_and(|id| id.is_string()),
+            "an error body carries the request's id: {error:?}"
+        );
+    }
+    body
+}

@@ -74,6 +74,10 @@ pub enum DecodeErrorKind {
         /// The value found.
         value: u16,
     },
+    /// The trace is longer than [`crate::MAX_TRACE_LEN`] or holds a byte other than printable
+    /// ASCII (`!` to `~`).
+    #[error("the trace is not 0 to 64 bytes of printable ASCII without spaces")]
+    InvalidTrace,
     /// The message ended before the body did.
     #[error("{extra} unconsumed bytes after the message body")]
     TrailingBytes {

@@ -1,4 +1,5 @@
-//! The frame: a fixed 12-byte header followed by the message body, and the sans-IO codec.
+//! The frame: a fixed 12-byte header followed by the message body and the trace, and the sans-IO
+//! codec.
 
 use byteorder::{BigEndian, ByteOrder};
 
@@ -9,8 +10,12 @@ use crate::wire::Reader;
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"GH";
 
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks. Version 2 added the trace at the end of every body;
+/// a peer of version 1 gets `UnsupportedVersion` from this one, and this one from it.
+pub const VERSION: u8 = 2;
+
+/// The longest trace, in bytes.
+pub const MAX_TRACE_LEN: usize = 64;
 
 /// Bytes in a frame header: magic (2), version (1), kind (1), request id (4), body length (4).
 pub const HEADER_LEN: usize = 12;
@@ -19,14 +24,52 @@ pub const HEADER_LEN: usize = 12;
 /// spare for a larger configured picture limit.
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 4 * 1024 * 1024;
 
-/// A decoded message with the request id from its header. A response carries the id of the
-/// request it answers.
+/// A decoded message with the request id from its header and the trace from the end of its
+/// body. A response carries the id and the trace of the request it answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame<M> {
     /// Chosen by the client, echoed by the server.
     pub request_id: u32,
+    /// The id of the whole request this frame serves (http-server's `X-Request-Id`), for the
+    /// logs of both tiers; empty when there is none.
+    pub trace: Trace,
     /// The message.
     pub message: M,
+}
+
+/// A request's id across the tiers: 0 to [`MAX_TRACE_LEN`] bytes of printable ASCII without
+/// spaces (`!` to `~`), so that it can go into a log line or an HTTP header as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Trace(String);
+
+impl Trace {
+    /// No trace.
+    pub const NONE: Trace = Trace(String::new());
+
+    /// `text` as a trace, or `None` when it is too long or holds a byte a trace may not.
+    pub fn new(text: &str) -> Option<Trace> {
+        Trace::valid(text.as_bytes()).then(|| Trace(text.to_owned()))
+    }
+
+    fn valid(bytes: &[u8]) -> bool {
+        bytes.len() <= MAX_TRACE_LEN && bytes.iter().all(|b| b.is_ascii_graphic())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether there is no trace.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A message type that can travel in a frame: [`Request`] or [`Response`].
@@ -78,15 +121,19 @@ pub(crate) mod sealed {
     }
 }
 
-/// Appends one frame holding `message` to `out`. On error `out` is left as it was.
+/// Appends one frame holding `message` and `trace` to `out`. On error `out` is left as it was.
 pub fn encode<M: Message>(
     request_id: u32,
+    trace: &Trace,
     message: &M,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(error) = message.encode_body(out) {
+    let body = message
+        .encode_body(out)
+        .and_then(|()| crate::wire::put_str(out, "trace", trace.as_str()));
+    if let Err(error) = body {
         out.truncate(start);
         return Err(error);
     }
@@ -194,6 +241,10 @@ pub(crate) fn decode_body<M: Message>(
     };
     let mut reader = Reader::new(body);
     let message = M::decode_body(header.kind, &mut reader).map_err(fail)?;
+    let trace = reader.string("trace").map_err(fail)?;
+    if !Trace::valid(trace.as_bytes()) {
+        return Err(fail(DecodeErrorKind::InvalidTrace));
+    }
     if reader.remaining() > 0 {
         return Err(fail(DecodeErrorKind::TrailingBytes {
             extra: reader.remaining(),
@@ -201,6 +252,7 @@ pub(crate) fn decode_body<M: Message>(
     }
     Ok(Frame {
         request_id: header.request_id,
+        trace: Trace(trace),
         message,
     })
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::error::{DecodeError, EncodeError};
-use crate::frame::{self, Frame, HEADER_LEN, Message};
+use crate::frame::{self, Frame, HEADER_LEN, Message, Trace};
 
 /// A read buffer grown past this by a large frame (a picture) is shrunk back after the frame is
 /// decoded, so a connection that once carried a picture does not hold megabytes.
@@ -49,11 +49,12 @@ pub enum WriteError {
 pub fn write_frame<W: Write + ?Sized, M: Message>(
     writer: &mut W,
     request_id: u32,
+    trace: &Trace,
     message: &M,
     buf: &mut Vec<u8>,
 ) -> Result<(), WriteError> {
     buf.clear();
-    frame::encode(request_id, message, buf)?;
+    frame::encode(request_id, trace, message, buf)?;
     writer.write_all(buf)?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! The byte-level specification is `PROTOCOL.md` beside this crate. Every message travels in a
 //! frame: a 12-byte header (magic `GH`, version, message kind, request id, body length as a
-//! big-endian u32) and a body of length-prefixed fields. Each [`Request`] gets exactly one
+//! big-endian u32) and a body of length-prefixed fields, ending with the [`Trace`] (the id of
+//! the whole request, for both tiers' logs). Each [`Request`] gets exactly one
 //! [`Response`]: its success variant or [`Response::Error`] with a typed [`ErrorCode`].
 //!
 //! # Layout
@@ -20,13 +21,14 @@
 //!
 //! # Example
 //! ```
-//! use proto::{Frame, Ping, Request, Response, decode, encode};
+//! use proto::{Frame, Ping, Request, Response, Trace, decode, encode};
 //!
 //! let mut buf = Vec::new();
-//! encode(7, &Request::Ping(Ping), &mut buf).unwrap();
+//! encode(7, &Trace::NONE, &Request::Ping(Ping), &mut buf).unwrap();
 //! assert_eq!(decode::<Request>(&buf[..5]).unwrap(), None); // need more bytes
 //! let (frame, used) = decode::<Request>(&buf).unwrap().unwrap();
-//! assert_eq!((frame, used), (Frame { request_id: 7, message: Request::Ping(Ping) }, buf.len()));
+//! let expected = Frame { request_id: 7, trace: Trace::NONE, message: Request::Ping(Ping) };
+//! assert_eq!((frame, used), (expected, buf.len()));
 //! assert!(decode::<Response>(&buf).is_err()); // a request is not a response
 //! ```
 
@@ -38,8 +40,8 @@ mod wire;
 
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use frame::{
-    DEFAULT_MAX_FRAME_LEN, Frame, HEADER_LEN, MAGIC, Message, VERSION, decode, decode_with_limit,
-    encode,
+    DEFAULT_MAX_FRAME_LEN, Frame, HEADER_LEN, MAGIC, MAX_TRACE_LEN, Message, Trace, VERSION,
+    decode, decode_with_limit, encode,
 };
 pub use io::{Deadline, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
 pub use message::get_picture::Picture;

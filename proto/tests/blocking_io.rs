@@ -167,13 +167,20 @@ fn write_then_read_round_trips() {
     });
     let mut stream = Vec::new();
     let mut buf = Vec::new();
-    write_frame(&mut stream, 11, &login(), &mut buf).unwrap();
+    write_frame(&mut stream, 11, &proto::Trace::NONE, &login(), &mut buf).unwrap();
     let mut reader = Cursor::new(stream);
     let frame = read::<Request, _>(&mut reader, &mut buf).unwrap();
     assert_eq!((frame.request_id, frame.message), (11, login()));
 
     let mut stream = Vec::new();
-    write_frame(&mut stream, u32::MAX, &response, &mut buf).unwrap();
+    write_frame(
+        &mut stream,
+        u32::MAX,
+        &proto::Trace::NONE,
+        &response,
+        &mut buf,
+    )
+    .unwrap();
     let frame = read::<Response, _>(&mut Cursor::new(stream), &mut buf).unwrap();
     assert_eq!((frame.request_id, frame.message), (u32::MAX, response));
 }
@@ -478,7 +485,7 @@ fn write_frame_sends_the_frame_in_a_single_write() {
         let mut writer = CountingWriter::new(usize::MAX);
         // Left-over bytes in the scratch buffer must not leak onto the wire.
         let mut buf = b"stale bytes from an earlier frame".to_vec();
-        write_frame(&mut writer, 12, &message, &mut buf).unwrap();
+        write_frame(&mut writer, 12, &proto::Trace::NONE, &message, &mut buf).unwrap();
         let expected = encoded(12, &message);
         assert_eq!(writer.calls, vec![expected.len()]);
         assert_eq!(writer.written, expected);
@@ -494,7 +501,14 @@ fn write_frame_finishes_a_frame_despite_short_writes() {
         message: "server busy".into(),
     });
     let mut writer = CountingWriter::new(3);
-    write_frame(&mut writer, 13, &message, &mut Vec::new()).unwrap();
+    write_frame(
+        &mut writer,
+        13,
+        &proto::Trace::NONE,
+        &message,
+        &mut Vec::new(),
+    )
+    .unwrap();
     assert_eq!(writer.written, encoded(13, &message));
 }
 
@@ -504,7 +518,13 @@ fn write_frame_writes_nothing_when_the_message_cannot_be_encoded() {
     let message = Request::GetPicture(proto::GetPicture {
         key: "k".repeat(MAX_STRING_LEN + 1),
     });
-    match write_frame(&mut writer, 14, &message, &mut Vec::new()) {
+    match write_frame(
+        &mut writer,
+        14,
+        &proto::Trace::NONE,
+        &message,
+        &mut Vec::new(),
+    ) {
         Err(WriteError::Encode(e)) => assert_eq!(
             e,
             EncodeError::StringTooLong {
@@ -519,7 +539,13 @@ fn write_frame_writes_nothing_when_the_message_cannot_be_encoded() {
 
 #[test]
 fn write_frame_reports_io_errors() {
-    let result = write_frame(&mut BrokenPipe, 15, &Response::Ping(()), &mut Vec::new());
+    let result = write_frame(
+        &mut BrokenPipe,
+        15,
+        &proto::Trace::NONE,
+        &Response::Ping(()),
+        &mut Vec::new(),
+    );
     assert!(matches!(result, Err(WriteError::Io(e)) if e.kind() == ErrorKind::BrokenPipe));
 }
 
@@ -552,12 +578,12 @@ proptest! {
         let mut stream = Vec::new();
         let mut buf = Vec::new();
         for (id, message) in &messages {
-            write_frame(&mut stream, *id, message, &mut buf).unwrap();
+            write_frame(&mut stream, *id, &proto::Trace::NONE, message, &mut buf).unwrap();
         }
         let mut reader = Chunked { data: Cursor::new(stream), sizes, next: 0 };
         for (id, message) in messages {
             let frame = read::<Request, _>(&mut reader, &mut buf).unwrap();
-            prop_assert_eq!(frame, Frame { request_id: id, message });
+            prop_assert_eq!(frame, Frame { request_id: id, trace: proto::Trace::NONE, message });
         }
         prop_assert!(matches!(read::<Request, _>(&mut reader, &mut buf), Err(ReadError::Closed)));
     }

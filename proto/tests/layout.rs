@@ -15,7 +15,7 @@ use crate::support::{Body, encoded, frame, hex, kind};
 /// decode back to it.
 fn assert_layout<M: Message + Clone + PartialEq + Debug>(message: M, kind: u8, body: Body) {
     let id = 0xA1B2_C3D4;
-    let expected = frame(kind, id, body);
+    let expected = frame(kind, id, body.no_trace());
     assert_eq!(
         hex(&encoded(id, &message)),
         hex(&expected),
@@ -361,14 +361,19 @@ fn worked_examples_in_the_specification_are_exact() {
         client: None,
         device: None,
     });
+    let mut traced = Vec::new();
+    let trace = proto::Trace::new("req-1").unwrap();
+    proto::encode(42, &trace, &login, &mut traced).unwrap();
     assert_eq!(
-        hex(&encoded(42, &login)),
-        "47 48 01 03 00 00 00 2a 00 00 00 12 \
-         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00 00"
+        hex(&traced),
+        "47 48 02 03 00 00 00 2a 00 00 00 19 \
+         00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00 00 00 05 72 65 71 2d 31"
     );
+    let (frame, _) = decode::<Request>(&traced).unwrap().unwrap();
+    assert_eq!(frame.trace.as_str(), "req-1");
     assert_eq!(
         hex(&encoded(42, &Response::Ping(()))),
-        "47 48 01 81 00 00 00 2a 00 00 00 00"
+        "47 48 02 81 00 00 00 2a 00 00 00 02 00 00"
     );
     let busy = Response::Error(ErrorReply {
         code: ErrorCode::Busy,
@@ -377,9 +382,28 @@ fn worked_examples_in_the_specification_are_exact() {
     });
     assert_eq!(
         hex(&encoded(43, &busy)),
-        "47 48 01 ff 00 00 00 2b 00 00 00 0c \
-         00 03 00 00 03 e8 00 04 62 75 73 79"
+        "47 48 02 ff 00 00 00 2b 00 00 00 0e \
+         00 03 00 00 03 e8 00 04 62 75 73 79 00 00"
     );
+}
+
+/// A trace is 0 to 64 bytes of printable ASCII without spaces, so that it can go into a log
+/// line or a header as it is; anything else is no trace.
+#[test]
+fn traces_are_short_printable_ascii() {
+    for valid in [
+        "",
+        "a",
+        "req-1",
+        "0123456789abcdef0123456789abcdef",
+        "!~",
+        &"x".repeat(64),
+    ] {
+        assert_eq!(proto::Trace::new(valid).unwrap().as_str(), valid);
+    }
+    for invalid in [&"x".repeat(65), "a b", "tab\t", "new\nline", "é", "\u{7f}"] {
+        assert_eq!(proto::Trace::new(invalid), None, "{invalid:?}");
+    }
 }
 
 #[test]
@@ -403,6 +427,7 @@ fn secrets_never_appear_in_debug_output() {
         }),
         &proto::Frame {
             request_id: 1,
+            trace: proto::Trace::NONE,
             message: Request::Logout(proto::Logout {
                 token: Secret::new("hunter2"),
             }),

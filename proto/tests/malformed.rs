@@ -110,9 +110,10 @@ fn framing_errors_in_requests() {
         bad_magic("an HTTP request", b"GET / HTTP/1.1\r\n\r\n"),
         bad_magic("a TLS client hello", &[0x16, 0x03, 0x01, 0x02, 0x00]),
         case("version 0", header(0, kind::PING, ID, 0), DecodeErrorKind::UnsupportedVersion(0)),
-        case("version 2", header(2, kind::PING, ID, 0), DecodeErrorKind::UnsupportedVersion(2)),
+        case("version 1, before the trace", header(1, kind::PING, ID, 0), DecodeErrorKind::UnsupportedVersion(1)),
+        case("version 3", header(3, kind::PING, ID, 0), DecodeErrorKind::UnsupportedVersion(3)),
         case("version 255", header(255, kind::LOGIN, ID, 100), DecodeErrorKind::UnsupportedVersion(255)),
-        case("version is checked before kind", header(2, 0x00, ID, 0), DecodeErrorKind::UnsupportedVersion(2)),
+        case("version is checked before kind", header(1, 0x00, ID, 0), DecodeErrorKind::UnsupportedVersion(1)),
         case("kind 0x00", header(VERSION, 0x00, ID, 0), DecodeErrorKind::UnknownKind(0x00)),
         case("kind 0x0c, one past the last request", header(VERSION, 0x0C, ID, 0), DecodeErrorKind::UnknownKind(0x0C)),
         case("kind 0x7f", header(VERSION, 0x7F, ID, 0), DecodeErrorKind::UnknownKind(0x7F)),
@@ -138,7 +139,7 @@ fn framing_errors_in_responses() {
     run::<Response>(vec![
         bad_magic("one wrong first byte is enough", &[0x00]),
         bad_magic("right first byte, wrong second", &[b'G', 0x00, VERSION]),
-        case("version 2", header(2, kind::PONG, ID, 0), DecodeErrorKind::UnsupportedVersion(2)),
+        case("version 1, before the trace", header(1, kind::PONG, ID, 0), DecodeErrorKind::UnsupportedVersion(1)),
         case("kind 0x00", header(VERSION, 0x00, ID, 0), DecodeErrorKind::UnknownKind(0x00)),
         case("a Ping sent as a response", f(kind::PING, b()), DecodeErrorKind::UnknownKind(kind::PING)),
         case("a GetPicture sent as a response", f(kind::GET_PICTURE, b().str("k")), DecodeErrorKind::UnknownKind(kind::GET_PICTURE)),
@@ -179,7 +180,7 @@ fn body_errors_in_requests() {
         case("log out everywhere, empty body", f(kind::LOGOUT_ALL, b()), truncated("token")),
         case("delete account, no password", f(kind::DELETE_ACCOUNT, b().str("tok")), truncated("password")),
         case("delete account, no device presence byte", f(kind::DELETE_ACCOUNT, b().str("tok").str("pw").u8(0)), truncated("device")),
-        case("delete account with a byte after the device", f(kind::DELETE_ACCOUNT, b().str("tok").str("pw").u8(0).u8(0).u8(7)), trailing(1)),
+        case("delete account with a byte after the trace", f(kind::DELETE_ACCOUNT, b().str("tok").str("pw").u8(0).u8(0).no_trace().u8(7)), trailing(1)),
         // The length is refused as soon as it is read, whether or not the bytes follow.
         case("login, username one byte over the limit", f(kind::LOGIN, b().u16(MAX_STRING_LEN as u16 + 1)), too_long("username", MAX_STRING_LEN + 1)),
         case("login, password of 65535 bytes", f(kind::LOGIN, b().str("alice").u16(u16::MAX)), too_long("password", 65535)),
@@ -193,16 +194,23 @@ fn body_errors_in_requests() {
         case("register, nickname with invalid UTF-8", f(kind::REGISTER, ok(b()).u8(1).u16(1).raw(&[0xFE])), utf8("nickname")),
         case("register, presence byte 2", f(kind::REGISTER, ok(b()).u8(2).str("Al")), tag("nickname", 2)),
         case("register, presence byte 0xff", f(kind::REGISTER, ok(b()).u8(0xFF)), tag("nickname", 0xFF)),
-        case("ping with a body", f(kind::PING, b().u8(0)), trailing(1)),
-        case("logout with a byte after the token", f(kind::LOGOUT, b().str("tok").u8(0)), trailing(1)),
-        case("login with extra bytes", f(kind::LOGIN, ok(b()).u8(0).u8(0).raw(&[1, 2, 3])), trailing(3)),
+        case("ping with a byte after the trace", f(kind::PING, b().no_trace().u8(0)), trailing(1)),
+        case("ping without its trace", f(kind::PING, b()), DecodeErrorKind::Truncated { field: "trace" }),
+        case("a trace cut short", f(kind::PING, b().u16(5).raw(b"req")), DecodeErrorKind::Truncated { field: "trace" }),
+        case("a trace of 65 bytes", f(kind::PING, b().str(&"a".repeat(65))), DecodeErrorKind::InvalidTrace),
+        case("a trace with a space", f(kind::PING, b().str("req 1")), DecodeErrorKind::InvalidTrace),
+        case("a trace with a line break", f(kind::PING, b().str("req\n1")), DecodeErrorKind::InvalidTrace),
+        case("a trace that is not ASCII", f(kind::PING, b().str("réq")), DecodeErrorKind::InvalidTrace),
+        case("a trace that is not UTF-8", f(kind::PING, b().u16(2).raw(&[0xC3, 0x28])), DecodeErrorKind::InvalidUtf8 { field: "trace" }),
+        case("logout with a byte after the trace", f(kind::LOGOUT, b().str("tok").no_trace().u8(0)), trailing(1)),
+        case("login with extra bytes", f(kind::LOGIN, ok(b()).u8(0).u8(0).no_trace().raw(&[1, 2, 3])), trailing(3)),
         case("login without the client's presence byte", f(kind::LOGIN, ok(b())), truncated("client")),
         case("login, client presence byte 2", f(kind::LOGIN, ok(b()).u8(2)), tag("client", 2)),
         case("login without the device's presence byte", f(kind::LOGIN, ok(b()).u8(0)), truncated("device")),
         case("login, device presence byte 2", f(kind::LOGIN, ok(b()).u8(0).u8(2)), tag("device", 2)),
         case("register without the client's presence byte", f(kind::REGISTER, ok(b()).u8(0)), truncated("client")),
-        case("register with a third presence byte", f(kind::REGISTER, ok(b()).u8(0).u8(0).u8(0)), trailing(1)),
-        case("set picture with a byte after the image", f(kind::SET_PICTURE, b().str("tok").blob(&[9; 16]).u8(0)), trailing(1)),
+        case("register with a byte after the trace", f(kind::REGISTER, ok(b()).u8(0).u8(0).no_trace().u8(0)), trailing(1)),
+        case("set picture with a byte after the trace", f(kind::SET_PICTURE, b().str("tok").blob(&[9; 16]).no_trace().u8(0)), trailing(1)),
     ]);
 }
 
@@ -245,10 +253,12 @@ fn body_errors_in_responses() {
         case("image format 0", f(kind::PICTURE, b().u8(0).blob(&[1])), tag("format", 0)),
         case("image format 5", f(kind::PICTURE, b().u8(5).blob(&[1])), tag("format", 5)),
         case("image format 0xff", f(kind::PICTURE, b().u8(0xFF).blob(&[1])), tag("format", 0xFF)),
-        case("pong with a body", f(kind::PONG, b().u16(0)), trailing(2)),
-        case("logged out with a body", f(kind::LOGGED_OUT, b().u8(0)), trailing(1)),
-        case("profile with a byte after it", f(kind::PROFILE, profile().u8(0)), trailing(1)),
-        case("error with a byte after the message", f(kind::ERROR, b().u16(1).u32(0).str("bad").u8(b'!')), trailing(1)),
+        case("pong with two bytes after the trace", f(kind::PONG, b().no_trace().u16(0)), trailing(2)),
+        case("pong without its trace", f(kind::PONG, b()), DecodeErrorKind::Truncated { field: "trace" }),
+        case("an answer's trace with a space", f(kind::PONG, b().str("req 1")), DecodeErrorKind::InvalidTrace),
+        case("logged out with a byte after the trace", f(kind::LOGGED_OUT, b().no_trace().u8(0)), trailing(1)),
+        case("profile with a byte after the trace", f(kind::PROFILE, profile().no_trace().u8(0)), trailing(1)),
+        case("error with a byte after the trace", f(kind::ERROR, b().u16(1).u32(0).str("bad").no_trace().u8(b'!')), trailing(1)),
     ]);
 }
 
@@ -307,7 +317,10 @@ fn reply_code_is_unsupported_version_only_for_a_version_mismatch() {
 fn encode_fails<M: Message>(message: &M, expect: EncodeError) {
     let mut out = encoded(5, &Request::Ping(proto::Ping));
     let before = out.clone();
-    assert_eq!(encode(6, message, &mut out), Err(expect));
+    assert_eq!(
+        encode(6, &proto::Trace::NONE, message, &mut out),
+        Err(expect)
+    );
     assert_eq!(out, before);
 }
 

@@ -209,6 +209,7 @@ fn check_round_trip<M: Message + Clone + PartialEq + Debug>(
     let decoded = decode::<M>(&buf);
     let expected = Frame {
         request_id,
+        trace: proto::Trace::NONE,
         message: message.clone(),
     };
     prop_assert_eq!(decoded, Ok(Some((expected.clone(), buf.len()))));
@@ -240,9 +241,9 @@ fn check_concatenated<M: Message + Clone + PartialEq + Debug>(
     second: (u32, &M),
 ) -> Result<(), TestCaseError> {
     let mut buf = Vec::new();
-    encode(first.0, first.1, &mut buf).unwrap();
+    encode(first.0, &proto::Trace::NONE, first.1, &mut buf).unwrap();
     let boundary = buf.len();
-    encode(second.0, second.1, &mut buf).unwrap();
+    encode(second.0, &proto::Trace::NONE, second.1, &mut buf).unwrap();
 
     let (frame, used) = decode::<M>(&buf).unwrap().expect("first frame is complete");
     prop_assert_eq!(used, boundary);
@@ -329,6 +330,21 @@ proptest! {
     #[test]
     fn ping_round_trips(id in any::<u32>()) {
         check_round_trip(id, &Request::Ping(proto::Ping), kind::PING)?;
+    }
+
+    #[test]
+    fn every_trace_round_trips_after_any_message(
+        id in any::<u32>(), trace in "[!-~]{0,64}", token in secret(),
+    ) {
+        let trace = proto::Trace::new(&trace).expect("the strategy makes valid traces");
+        for message in [Request::Ping(proto::Ping), Request::Logout(proto::Logout { token })] {
+            let mut buf = Vec::new();
+            encode(id, &trace, &message, &mut buf).unwrap();
+            let (frame, used) = decode::<Request>(&buf).unwrap().unwrap();
+            prop_assert_eq!(used, buf.len());
+            prop_assert_eq!(&frame.trace, &trace);
+            prop_assert_eq!(frame.message, message);
+        }
     }
 
     #[test]

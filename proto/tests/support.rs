@@ -2,7 +2,7 @@
 //! that a mistake shared by `encode` and `decode` (a swapped field, a wrong width) cannot hide
 //! behind a round trip.
 
-use proto::{HEADER_LEN, MAGIC, Message, VERSION, encode};
+use proto::{HEADER_LEN, MAGIC, Message, Trace, VERSION, encode};
 
 /// A message body, written field by field as PROTOCOL.md lays it out.
 #[derive(Default)]
@@ -60,6 +60,11 @@ impl Body {
         }
     }
 
+    /// The trace field that ends every valid body, empty.
+    pub fn no_trace(self) -> Self {
+        self.str("")
+    }
+
     pub fn bytes(self) -> Vec<u8> {
         self.0
     }
@@ -76,7 +81,8 @@ pub fn header(version: u8, kind: u8, request_id: u32, body_len: u32) -> Vec<u8> 
     out
 }
 
-/// A frame whose header declares exactly the body it carries.
+/// A frame whose header declares exactly the body it carries, byte for byte: a valid frame's
+/// body ends with the trace (see [`Body::no_trace`]), a malformed one may end anywhere.
 pub fn frame(kind: u8, request_id: u32, body: Body) -> Vec<u8> {
     let body = body.bytes();
     let len = u32::try_from(body.len()).expect("test body fits a u32 length");
@@ -88,7 +94,7 @@ pub fn frame(kind: u8, request_id: u32, body: Body) -> Vec<u8> {
 /// The crate's own encoding of one message, for tests that feed a reader or compare bytes.
 pub fn encoded<M: Message>(request_id: u32, message: &M) -> Vec<u8> {
     let mut out = Vec::new();
-    encode(request_id, message, &mut out).expect("test message is encodable");
+    encode(request_id, &Trace::NONE, message, &mut out).expect("test message is encodable");
     out
 }
 

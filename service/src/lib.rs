@@ -1,6 +1,8 @@
 //! What both gatehouse servers share about running as a service: [`Shutdown`], the stop that a
-//! signal (or a test) requests and that every part of a server waits on. Nothing here knows of
-//! TCP, HTTP, the protocol or PostgreSQL.
+//! signal (or a test) requests and that every part of a server waits on, and the [`logging`]
+//! set-up. Nothing here knows of TCP, HTTP, the protocol or PostgreSQL.
+
+pub mod logging;
 
 use std::io;
 use std::sync::Arc;

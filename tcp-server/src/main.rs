@@ -11,6 +11,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use humantime::Duration;
 use service::Shutdown;
+use service::logging::LogFormat;
 use socket2::{Domain, Socket, Type};
 use tcp_server::db::{self, DbConfig};
 use tcp_server::ops::Context;
@@ -28,6 +29,16 @@ use tcp_server::throttle::ThrottleConfig;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to stderr: text, or one JSON object per line. RUST_LOG sets
+    /// the level (default info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "GATEHOUSE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,8 +289,8 @@ impl ServeArgs {
 }
 
 fn main() {
-    tcp_server::logging::init();
     let cli = Cli::parse();
+    tcp_server::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Migrate { database_url } => db::migrate(&database_url).map(|applied| {

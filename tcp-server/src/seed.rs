@@ -6,7 +6,10 @@
 //!
 //! # The seeded credentials
 //! User `i` (1-based) has id `i`, username `user{i}`, password `secret-{i}` and nickname
-//! `user{i}`; the load generator logs in with them.
+//! `user{i}`; the load generator logs in with them. Registered accounts take their ids from
+//! [`FIRST_REGISTERED_ID`] up (migration V4), so seeding lives beside them: what is seeded is
+//! judged on ids below it alone. Only a registered account with the name of a user still to be
+//! seeded stops a run (with its name in the error).
 //!
 //! # Resuming
 //! Rows are committed in transactions of contiguous ids, in id order, so the largest id present
@@ -28,6 +31,9 @@ use crate::password::Hasher;
 const BATCH: u64 = 5_000;
 /// Batches per COPY transaction.
 const BATCHES_PER_COMMIT: u64 = 40;
+
+/// The first id of a registered account; seeded users have the ids below it.
+pub const FIRST_REGISTERED_ID: i64 = 1 << 40;
 
 /// The username of seeded user `i`.
 pub fn username(i: u64) -> String {
@@ -56,6 +62,9 @@ pub fn seed(
     threads: usize,
     progress: bool,
 ) -> anyhow::Result<SeedReport> {
+    if users >= FIRST_REGISTERED_ID as u64 {
+        bail!("at most {} users can be seeded", FIRST_REGISTERED_ID - 1);
+    }
     let mut client = Client::connect(url, NoTls).context("connecting to the database")?;
     let existing = resume_point(&mut client, users)?;
     if existing >= users {
@@ -64,6 +73,7 @@ pub fn seed(
         return Ok(SeedReport { existing, added: 0 });
     }
     let to_add = users - existing;
+    refuse_taken_names(&mut client, existing + 1, users)?;
     // Inserting into the username index in random order costs more than building it once;
     // only worth it when the load is larger than what is there. No server may serve the
     // database meanwhile: without the unique index, registrations could duplicate a name.
@@ -88,10 +98,10 @@ pub fn seed(
     })
 }
 
-/// The largest seeded id present; refuses a table that holds users of another origin.
+/// The largest seeded id present, judged on the seeded id range alone; refuses a range that
+/// holds an account of another origin.
 fn resume_point(client: &mut Client, users: u64) -> anyhow::Result<u64> {
-    // Seeding goes in id order, so user N at id N means users 1..=N are all there, whatever
-    // was registered after them.
+    // Seeding goes in id order, so user N at id N means users 1..=N are all there.
     let wanted = i64::try_from(users).context("too many users")?;
     let seeded_to_n = client
         .query_opt("SELECT username FROM users WHERE id = $1", &[&wanted])?
@@ -100,20 +110,43 @@ fn resume_point(client: &mut Client, users: u64) -> anyhow::Result<u64> {
         return Ok(users);
     }
     let Some(row) = client.query_opt(
-        "SELECT id, username FROM users ORDER BY id DESC LIMIT 1",
-        &[],
+        "SELECT id, username FROM users WHERE id < $1 ORDER BY id DESC LIMIT 1",
+        &[&FIRST_REGISTERED_ID],
     )?
     else {
         return Ok(0);
     };
     let (id, name): (i64, String) = (row.get(0), row.get(1));
     if name != username(id as u64) {
+        // Only a database whose accounts were registered before migration V4 gave them ids of
+        // their own can hold one here.
         bail!(
-            "the users table holds users that were not seeded (id {id} is {name:?}); \
-             seed an empty database"
+            "id {id} is the account {name:?}, registered where seeded users go (before \
+             registered accounts had ids of their own); seed an empty database"
         );
     }
     Ok(id as u64)
+}
+
+/// Refuses to seed users `from..=to` when a registered account already has one of their
+/// names (unique without regard to case): the load would fail at its end, on the index.
+fn refuse_taken_names(client: &mut Client, from: u64, to: u64) -> anyhow::Result<()> {
+    let (from, to) = (i64::try_from(from)?, i64::try_from(to)?);
+    let taken = client.query_opt(
+        "SELECT id, username FROM users \
+         WHERE id >= $1::bigint AND lower(username) ~ '^user[1-9][0-9]{0,18}$' \
+           AND substring(lower(username) from 5)::numeric BETWEEN $2::bigint AND $3::bigint \
+         ORDER BY id LIMIT 1",
+        &[&FIRST_REGISTERED_ID, &from, &to],
+    )?;
+    if let Some(row) = taken {
+        let (id, name): (i64, String) = (row.get(0), row.get(1));
+        bail!(
+            "the registered account {name:?} (id {id}) has the name a seeded user would take; \
+             delete it, or seed fewer users"
+        );
+    }
+    Ok(())
 }
 
 /// Hashes on `threads` workers while this thread writes batches in id order, committing every
@@ -219,12 +252,16 @@ fn encode_rows(ids: std::ops::RangeInclusive<u64>, hasher: &Hasher) -> anyhow::R
     Ok(out)
 }
 
-/// Rebuilds the username index if a bulk load dropped it and moves the id sequence past the
-/// seeded ids; idempotent, so a rerun repairs a run killed at the very end.
+/// Rebuilds the username index if a bulk load dropped it, and makes sure registrations take
+/// their ids from [`FIRST_REGISTERED_ID`] up (as migration V4 set it; forward only, so no id
+/// is ever handed out twice); idempotent, so a rerun repairs a run killed at the very end.
 fn finish(client: &mut Client) -> anyhow::Result<()> {
     ensure_username_index(client)?;
-    client.batch_execute(
-        "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
+    client.execute(
+        "SELECT setval(pg_get_serial_sequence('users', 'id'), GREATEST( \
+             COALESCE(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0), \
+             (SELECT COALESCE(max(id), 0) FROM users), $1::bigint))",
+        &[&(FIRST_REGISTERED_ID - 1)],
     )?;
     Ok(())
 }

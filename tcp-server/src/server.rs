@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TrySendError};
-use proto::{Deadline, ErrorCode, ErrorReply, ReadError, Request, Response};
+use proto::{Deadline, ErrorCode, ErrorReply, ReadError, Request, Response, Trace};
 use service::Shutdown;
 
 use crate::admin;
@@ -203,7 +203,7 @@ fn refuse_busy(mut stream: TcpStream) {
         message: "the server is at its connection limit".to_owned(),
     });
     let mut frame = Vec::new();
-    if proto::encode(0, &reply, &mut frame).is_ok() {
+    if proto::encode(0, &Trace::NONE, &reply, &mut frame).is_ok() {
         let _ = stream.set_nonblocking(true);
         let _ = stream.write_all(&frame);
     }
@@ -270,6 +270,7 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
                 let _ = proto::write_frame(
                     &mut Deadline::after(&stream, config.io_timeout),
                     error.request_id().unwrap_or(0),
+                    &Trace::NONE,
                     &reply,
                     &mut write_buf,
                 );
@@ -283,11 +284,31 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
         };
         let started = Instant::now();
         let name = frame.message.name();
+        // Every line logged while answering carries the request's id (http-server's
+        // X-Request-Id), the one its log lines carry too.
+        let _request = (!frame.trace.is_empty())
+            .then(|| service::logging::request_scope(frame.trace.as_str()));
         let response = answer(ctx, frame.message);
+        let took = started.elapsed();
         let failed = matches!(response, Response::Error(_));
-        ctx.metrics.record(name, started.elapsed(), failed);
+        ctx.metrics.record(name, took, failed);
+        match &response {
+            Response::Error(reply) => log::debug!(
+                "{name}: {:?} in {:.2} ms",
+                reply.code,
+                took.as_secs_f64() * 1000.0
+            ),
+            _ => log::debug!("{name}: ok in {:.2} ms", took.as_secs_f64() * 1000.0),
+        }
         let mut writer = Deadline::after(&stream, config.io_timeout);
-        if proto::write_frame(&mut writer, frame.request_id, &response, &mut write_buf).is_err() {
+        let sent = proto::write_frame(
+            &mut writer,
+            frame.request_id,
+            &frame.trace,
+            &response,
+            &mut write_buf,
+        );
+        if sent.is_err() {
             return;
         }
         // The request in flight is answered; a connection that is never quiet must not keep a

@@ -61,6 +61,7 @@ fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
     proto::write_frame(
         &mut stream,
         77,
+        &proto::Trace::NONE,
         &Request::Ping(proto::Ping),
         &mut Vec::new(),
     )
@@ -114,8 +115,14 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
             let (mut read_buf, mut write_buf) = (Vec::new(), Vec::new());
             let deadline = Instant::now() + Duration::from_secs(30);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if proto::write_frame(&mut stream, 1, &Request::Ping(proto::Ping), &mut write_buf)
-                    .is_err()
+                if proto::write_frame(
+                    &mut stream,
+                    1,
+                    &proto::Trace::NONE,
+                    &Request::Ping(proto::Ping),
+                    &mut write_buf,
+                )
+                .is_err()
                     || proto::read_frame::<_, Response>(
                         &mut stream,
                         &mut read_buf,

@@ -1,5 +1,5 @@
 //! Seeding into a database of its own: the credentials scheme, idempotence, resuming to a larger
-//! N, the indexes rebuilt, and refusal of a table holding other users.
+//! N, the indexes rebuilt, and registered accounts beside the seeded users.
 
 use std::time::Duration;
 
@@ -86,29 +86,96 @@ fn seeding_is_idempotent_resumable_and_logins_work() {
         assert_eq!(session.profile.id, i as i64);
     }
 
-    // A registration after seeding gets a fresh id: the sequence was moved past the seeds.
+    // A registration after seeding gets an id of the registered range.
+    let registered = register(&ctx, &unique_name("after"));
+    assert_eq!(registered.id, seed::FIRST_REGISTERED_ID);
+
+    // Users registered after seeding do not undo it: asking for no more than is seeded is
+    // still a no-op (the main-job script seeds before every run), and seeding more goes on
+    // beside them.
+    let after = seed::seed(&url, 7_500, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((after.existing, after.added), (7_500, 0));
+    let fewer = seed::seed(&url, 100, &ctx.hasher, 2, false).unwrap();
+    assert_eq!(fewer.added, 0);
+    let beside = seed::seed(&url, 10_000, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((beside.existing, beside.added), (7_500, 2_500));
+    assert_eq!(count(&url), 10_001);
+    log_in(&ctx, &seed::username(10_000), &seed::password(10_000));
+}
+
+fn register(ctx: &tcp_server::ops::Context, name: &str) -> proto::Profile {
     let response = ops::handle(
-        &ctx,
+        ctx,
         Request::Register(proto::Register {
-            username: unique_name("after"),
-            password: Secret::new("correct horse"),
+            username: name.to_owned(),
+            password: Secret::new("violet harbour lantern"),
             nickname: None,
             client: None,
         }),
     );
     let Response::Register(profile) = response else {
-        panic!("{response:?}");
+        panic!("registering {name}: {response:?}");
     };
-    assert!(profile.id > 7_500);
+    profile
+}
 
-    // Users registered after seeding do not undo it: asking for no more than is seeded is
-    // still a no-op (the main-job script seeds before every run).
-    let after = seed::seed(&url, 7_500, &ctx.hasher, 2, false).unwrap();
-    assert_eq!((after.existing, after.added), (7_500, 0));
-    let fewer = seed::seed(&url, 100, &ctx.hasher, 2, false).unwrap();
-    assert_eq!(fewer.added, 0);
+fn log_in(ctx: &tcp_server::ops::Context, name: &str, password: &str) -> proto::Session {
+    let response = ops::handle(
+        ctx,
+        Request::Login(proto::Login {
+            username: name.to_owned(),
+            password: Secret::new(password),
+            client: None,
+            device: None,
+        }),
+    );
+    let Response::Login(session) = response else {
+        panic!("{name} cannot log in: {response:?}");
+    };
+    session
+}
 
-    // Seeding more than is there would interleave with the registered user: refused.
-    let error = seed::seed(&url, 10_000, &ctx.hasher, 2, false).unwrap_err();
-    assert!(error.to_string().contains("not seeded"), "{error}");
+/// The README's path: an account registered by hand (the curl session's `alice`), then the
+/// main job seeds; both log in, and more seeding later still works.
+#[test]
+fn a_database_with_registered_accounts_is_seeded_beside_them() {
+    let url = fresh_database();
+    let ctx = context_for(&url, FAST, Duration::from_secs(60));
+    let alice = register(&ctx, "alice");
+    assert_eq!(
+        alice.id,
+        seed::FIRST_REGISTERED_ID,
+        "registered ids have their own range"
+    );
+
+    let seeded = seed::seed(&url, 2_000, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((seeded.existing, seeded.added), (0, 2_000));
+    let more = seed::seed(&url, 3_000, &ctx.hasher, 2, false).unwrap();
+    assert_eq!((more.existing, more.added), (2_000, 1_000));
+    assert_eq!(
+        log_in(&ctx, "alice", "violet harbour lantern").profile.id,
+        alice.id
+    );
+    assert_eq!(
+        log_in(&ctx, &seed::username(3_000), &seed::password(3_000))
+            .profile
+            .id,
+        3_000
+    );
+    let bob = register(&ctx, "bob");
+    assert_eq!(
+        bob.id,
+        alice.id + 1,
+        "seeding left the registered ids' sequence alone"
+    );
+
+    // A registered account with the name of a user still to be seeded (without regard to
+    // case) stops the run before it loads anything, naming the account.
+    register(&ctx, "User3500");
+    let error = seed::seed(&url, 4_000, &ctx.hasher, 2, false).unwrap_err();
+    assert!(error.to_string().contains("\"User3500\""), "{error}");
+    assert_eq!(count(&url), 3_003);
+    // Up to below its number, seeding goes on.
+    let below = seed::seed(&url, 3_499, &ctx.hasher, 2, false).unwrap();
+    assert_eq!(below.added, 499);
 }

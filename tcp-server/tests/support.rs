@@ -190,7 +190,14 @@ impl Client {
     pub fn call(&mut self, request: Request) -> Response {
         let id = self.next_id;
         self.next_id += 1;
-        proto::write_frame(&mut self.stream, id, &request, &mut self.write_buf).unwrap();
+        proto::write_frame(
+            &mut self.stream,
+            id,
+            &proto::Trace::NONE,
+            &request,
+            &mut self.write_buf,
+        )
+        .unwrap();
         let frame = self.read();
         assert_eq!(frame.request_id, id, "response out of step");
         frame.message

@@ -3,7 +3,7 @@
 //! happen, what was measured, pass or FAIL. About 2 minutes once built and seeded.
 //!
 //! It uses the private cluster (scripts/postgres; DATABASE_URL is ignored) with a database of
-//! its own, gatehouse_chaos; scenarios 3 and 4 restart and stop the cluster, and the clean-up
+//! its own, gatehouse_chaos; scenarios 3, 3b and 4 restart and stop the cluster, and the clean-up
 //! puts it back as found. Ports: tcp-servers on 27071-27073 (their admin listeners 2000
 //! above), http-server on 28081 (admin 28091). Logs and each load's JSON go to target/chaos/.
 //!
@@ -37,7 +37,7 @@ use crate::stack::{self, AtExit, Binaries, Process, Profile, Stop, say, wait_unt
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run only these scenarios, comma-separated, numbered as in docs/RELIABILITY.md:
-    /// 1, 2, 3, 4, 5a, 5b, 14a, 14b, 17, 18.
+    /// 1, 2, 3, 3b, 4, 5a, 5b, 14a, 14b, 17, 18, 24.
     #[arg(long, value_name = "LIST", value_parser = parse_only)]
     only: Option<BTreeSet<&'static str>>,
     /// Seeded users to log in as (seeded when missing).
@@ -75,7 +75,7 @@ struct Scenario {
     run: fn(&Chaos) -> anyhow::Result<(String, bool)>,
 }
 
-const SCENARIOS: [Scenario; 10] = [
+const SCENARIOS: [Scenario; 12] = [
     Scenario {
         number: "1",
         name: "tcp-server SIGKILL under load, restarted 3 s later",
@@ -93,6 +93,12 @@ const SCENARIOS: [Scenario; 10] = [
         name: "PostgreSQL restarted under load (pg_ctl restart -m fast)",
         must: "errors while down, recovery after; every registration answered 201 exists",
         run: restart_postgres,
+    },
+    Scenario {
+        number: "3b",
+        name: "PostgreSQL restarted 5 times while clients open thousands of short connections",
+        must: "every restart binds its port and is ready (no port held by a client socket)",
+        run: restart_postgres_under_short_connections,
     },
     Scenario {
         number: "4",
@@ -137,6 +143,14 @@ const SCENARIOS: [Scenario; 10] = [
         name: "registration flood: one address, then many addresses",
         must: "20 per address then 429; over all addresses at most 1,000 + 100/s",
         run: registration_flood,
+    },
+    Scenario {
+        number: "24",
+        name: "both servers idle for 30 s, then under a short load, logging JSON; one failed \
+               login followed by its X-Request-Id",
+        must: "every log line is a JSON object with ts, level, target and message; none at \
+               WARN or above; the login's id in its answer and in both servers' logs",
+        run: quiet_logs,
     },
 ];
 
@@ -330,6 +344,17 @@ fn default_log_level(command: &mut Command) {
 impl Chaos {
     /// `tcp-server serve --dev` on `port` (its admin listener 2000 above).
     fn tcp_server(&self, port: u16, name: &str, extra: &[&str]) -> anyhow::Result<Process> {
+        self.tcp_server_logging(port, name, extra, None)
+    }
+
+    /// [`Chaos::tcp_server`] with `RUST_LOG` set to `level` when given.
+    fn tcp_server_logging(
+        &self,
+        port: u16,
+        name: &str,
+        extra: &[&str],
+        level: Option<&str>,
+    ) -> anyhow::Result<Process> {
         let mut command = Command::new(&self.binaries.tcp_server);
         command
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
@@ -340,19 +365,37 @@ impl Chaos {
             .args(extra)
             .env("DATABASE_URL", &self.database_url);
         default_log_level(&mut command);
+        if let Some(level) = level {
+            command.env("RUST_LOG", level);
+        }
         Process::start(name, command, Some(&self.logs))
     }
 
     /// http-server on HTTP (admin HTTP_ADMIN) over the tcp-servers on `backends`.
     fn http_server(&self, name: &str, backends: &[u16]) -> anyhow::Result<Process> {
+        self.http_server_with(name, backends, &[], None)
+    }
+
+    /// [`Chaos::http_server`] with `extra` arguments, and `RUST_LOG` set to `level` when given.
+    fn http_server_with(
+        &self,
+        name: &str,
+        backends: &[u16],
+        extra: &[&str],
+        level: Option<&str>,
+    ) -> anyhow::Result<Process> {
         let mut command = Command::new(&self.binaries.http_server);
         command
             .args(["--listen", &format!("127.0.0.1:{HTTP}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{HTTP_ADMIN}")]);
+            .args(["--admin-listen", &format!("127.0.0.1:{HTTP_ADMIN}")])
+            .args(extra);
         for port in backends {
             command.args(["--backend", &format!("127.0.0.1:{port}")]);
         }
         default_log_level(&mut command);
+        if let Some(level) = level {
+            command.env("RUST_LOG", level);
+        }
         Process::start(name, command, Some(&self.logs))
     }
 
@@ -690,6 +733,161 @@ fn restart_postgres(c: &Chaos) -> anyhow::Result<(String, bool)> {
     Ok((measured, passed))
 }
 
+/// Opens connections to http-server one after another until stopped, each closed by this
+/// side first, so each leaves its source port in TIME-WAIT for a minute: thousands a second
+/// sweep the kernel's ephemeral range, as clients that connect per request do. The count.
+fn short_connections(stop: &Stop) -> u64 {
+    let mut opened = 0;
+    while !stop.is_set() {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", HTTP)) else {
+            continue;
+        };
+        opened += 1;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        // Keep-alive: the server waits for the next request, so this side closes first.
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut answer = [0; 512];
+        let _ = stream.read(&mut answer);
+    }
+    opened
+}
+
+/// The private cluster's port must lie outside the ephemeral range: while clients hold source
+/// ports by the thousand, a port inside it is soon one of theirs, and PostgreSQL's restart then
+/// fails to bind ("Address already in use") until their TIME-WAIT ends.
+fn restart_postgres_under_short_connections(c: &Chaos) -> anyhow::Result<(String, bool)> {
+    let _start_after = StartPostgresAfter;
+    let a = c.tcp_server(TCP_A, "3b-tcp-server", &[])?;
+    let front = c.http_server("3b-http-server", &[TCP_A])?;
+    c.wait_ready(&[&front, &a])?;
+    let stop = Stop::new();
+    let (opened, restarts) = thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let clients: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| short_connections(&stop)))
+            .collect();
+        // Long enough for the clients to go through a good part of the range first.
+        thread::sleep(Duration::from_secs(5));
+        let restarts: Vec<_> = (0..5)
+            .map(|_| {
+                let began = Instant::now();
+                let restarted = stack::postgres("restart", None).map(|_| began.elapsed());
+                thread::sleep(Duration::from_secs(1));
+                restarted
+            })
+            .collect();
+        stop.set();
+        let opened: u64 = clients.into_iter().map(|c| c.join().unwrap_or(0)).sum();
+        (opened, restarts)
+    });
+    let times: Vec<String> = restarts
+        .iter()
+        .map(|r| match r {
+            Ok(took) => format!("{:.1} s", took.as_secs_f64()),
+            Err(_) => "failed".to_owned(),
+        })
+        .collect();
+    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        Call::get(HTTP, "/readyz").send().outcome == Outcome::Status(200)
+    });
+    let measured = format!(
+        "{opened} short connections opened; restarts: {}; ready after: {}",
+        times.join(", "),
+        if ready { "yes" } else { "no" }
+    );
+    let passed = opened >= 1000 && restarts.iter().all(Result::is_ok) && ready;
+    drop((front, a));
+    Ok((measured, passed))
+}
+
+/// A healthy service logs nothing an operator's alerting would fire on: an idle http-server
+/// used to log an ERROR every 10 s (an accept that timed out).
+///
+/// And one request can be followed through both tiers: a failed login sent with an
+/// `X-Request-Id` finds that id in its error body and on the log lines of both servers about it
+/// (at debug, where each server logs a line per request).
+fn quiet_logs(c: &Chaos) -> anyhow::Result<(String, bool)> {
+    let json = ["--log-format", "json"];
+    let debug = Some("debug");
+    let mut a = c.tcp_server_logging(TCP_A, "24-tcp-server", &json, debug)?;
+    let mut front = c.http_server_with("24-http-server", &[TCP_A], &json, debug)?;
+    c.wait_ready(&[&front, &a])?;
+    // Past the client idle timeout (10 s) three times over.
+    thread::sleep(Duration::from_secs(30));
+    let report = c.load("24-load", &c.spec(5))?.report()?;
+    let id = format!("chaos-24-{:08x}", fastrand::u32(..));
+    let failed = Call::post(HTTP, SESSIONS)
+        .json(&json!({"username": "nobody-here", "password": "not the password"}))
+        .header("X-Request-Id", &id)
+        .send();
+    let answered_id = failed
+        .json()
+        .and_then(|body| body["error"]["request_id"].as_str().map(str::to_owned));
+    // Stopped as an operator would, so that the shutdown's lines are judged too.
+    front.stop(Duration::from_secs(15));
+    a.stop(Duration::from_secs(15));
+    let (mut lines, mut loud, mut malformed) = (0, Vec::new(), Vec::new());
+    let mut traced = Vec::new();
+    for server in [&a, &front] {
+        let mut with_id = 0;
+        for line in server.log_text().lines() {
+            lines += 1;
+            let parsed: Option<serde_json::Value> = serde_json::from_str(line).ok();
+            let field = |name: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|object| object.get(name))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            let (Some(_), Some(level), Some(_), Some(_)) = (
+                field("ts"),
+                field("level"),
+                field("target"),
+                field("message"),
+            ) else {
+                malformed.push(format!("{}: {line}", server.name()));
+                continue;
+            };
+            if level == "WARN" || level == "ERROR" {
+                loud.push(format!("{}: {line}", server.name()));
+            }
+            if field("request_id").as_deref() == Some(id.as_str()) {
+                with_id += 1;
+            }
+        }
+        traced.push(with_id);
+    }
+    let measured = format!(
+        "{lines} log lines; load: {}; not JSON as specified: {}; at WARN or above: {}; a \
+         failed login ({}) answered with its id: {}, lines with its id in tcp-server's and \
+         http-server's logs: {}, {}",
+        outcomes_text(&report),
+        if malformed.is_empty() {
+            "none".to_owned()
+        } else {
+            malformed.join(" | ")
+        },
+        if loud.is_empty() {
+            "none".to_owned()
+        } else {
+            loud.join(" | ")
+        },
+        failed.outcome,
+        answered_id.as_deref() == Some(id.as_str()),
+        traced[0],
+        traced[1],
+    );
+    let passed = lines > 0
+        && malformed.is_empty()
+        && loud.is_empty()
+        && others(&report, &["200"]).is_empty()
+        && failed.outcome == Outcome::Status(401)
+        && answered_id.as_deref() == Some(id.as_str())
+        && traced.iter().all(|&n| n > 0);
+    Ok((measured, passed))
+}
+
 fn postgres_down_at_start(c: &Chaos) -> anyhow::Result<(String, bool)> {
     let _start_after = StartPostgresAfter;
     stack::postgres("stop", None)?;
@@ -801,7 +999,13 @@ impl ProtoClient {
 
     fn call(&mut self, request: &Request) -> anyhow::Result<Response> {
         self.request_id = self.request_id.wrapping_add(1);
-        proto::write_frame(&mut self.stream, self.request_id, request, &mut self.buf)?;
+        proto::write_frame(
+            &mut self.stream,
+            self.request_id,
+            &proto::Trace::NONE,
+            request,
+            &mut self.buf,
+        )?;
         let frame = proto::read_frame::<_, Response>(
             &mut self.stream,
             &mut self.buf,

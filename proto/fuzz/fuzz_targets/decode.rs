@@ -39,6 +39,6 @@ fn check<M: Message + std::fmt::Debug + PartialEq>(data: &[u8]) {
 
 fn reencode<M: Message>(frame: &Frame<M>) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
-    proto::encode(frame.request_id, &frame.message, &mut out)?;
+    proto::encode(frame.request_id, &frame.trace, &frame.message, &mut out)?;
     Ok(out)
 }

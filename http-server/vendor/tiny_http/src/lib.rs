@@ -311,6 +311,19 @@ impl Server {
                     // The listening socket was shut down (`shutdown(2)`): the owner has asked
                     // to stop accepting.
                     Err(e) if e.kind() == IoErrorKind::InvalidInput => break,
+                    // The listening socket carries a receive timeout for the sockets it accepts
+                    // to inherit (their idle timeout), and `accept` obeys it too: no client
+                    // came within it, which on an idle server is no error at all.
+                    Err(e)
+                        if matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) =>
+                    {
+                        continue;
+                    }
+                    // A client that gave up before its connection was accepted.
+                    Err(e) if e.kind() == IoErrorKind::ConnectionAborted => {
+                        log::debug!("a client left before it was accepted: {}", e);
+                        continue;
+                    }
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
                         thread::sleep(Duration::from_millis(50));
