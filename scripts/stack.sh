@@ -19,6 +19,14 @@ stack_build() {
     say "building ($profile)"
     if [ "$profile" = debug ]; then
         bin=target/debug
+        if [ -n "${GATEHOUSE_USE_BUILT:-}" ]; then
+            # scripts/test's own build made them (see there); building again here would make a
+            # second set of dependencies with this package selection's features.
+            for binary in tcp-server http-server loadtest; do
+                [ -x "$bin/$binary" ] || die "GATEHOUSE_USE_BUILT is set, but $bin/$binary is missing"
+            done
+            return
+        fi
         cargo build --locked -p tcp-server -p http-server -p loadtest >&2
     else
         bin=target/release

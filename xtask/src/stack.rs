@@ -55,6 +55,23 @@ pub struct Binaries {
 /// Builds tcp-server and http-server and returns their paths, read from cargo's own messages
 /// (so `CARGO_TARGET_DIR` and `build.target-dir` are honoured without guessing).
 pub fn build_servers(profile: Profile) -> anyhow::Result<Binaries> {
+    // scripts/test has built the debug binaries with the tests (GATEHOUSE_USE_BUILT); a build of
+    // these two packages alone would compile the dependencies again with other features.
+    if profile == Profile::Debug && std::env::var_os("GATEHOUSE_USE_BUILT").is_some() {
+        let binaries = Binaries {
+            tcp_server: root().join("target/debug/tcp-server"),
+            http_server: root().join("target/debug/http-server"),
+        };
+        for binary in [&binaries.tcp_server, &binaries.http_server] {
+            ensure!(
+                binary.is_file(),
+                "GATEHOUSE_USE_BUILT is set, but {} is missing",
+                binary.display()
+            );
+        }
+        say("using the debug servers the tests built (GATEHOUSE_USE_BUILT)");
+        return Ok(binaries);
+    }
     say(&format!("building the servers ({profile:?})").to_lowercase());
     let mut command = cargo();
     command.args([
