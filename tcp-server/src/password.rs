@@ -1,11 +1,15 @@
-//! Password hashing: argon2id with the server's pepper as the Argon2 secret, PHC strings, and a
-//! bound on how many hashes run at once so memory stays bounded.
+//! Password hashing: argon2id with the server's pepper as the Argon2 secret, PHC strings, named
+//! strength presets, and a FIFO queue that bounds how many hashes run at once (so memory stays
+//! bounded) and how long one may wait to start (so a burst gets fast refusals, not time-outs).
+
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::limit::Semaphore;
+use crate::limit::{Busy, FifoQueue};
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,13 +23,70 @@ pub struct PasswordParams {
 }
 
 impl PasswordParams {
-    /// The defaults: the strongest setting that leaves two cores room for the rest of 10,000
-    /// logins a second (see the README's table).
+    /// The `fast` preset and the default: the strongest setting that leaves two cores room for
+    /// the rest of 10,000 logins a second (see the README's table).
     pub const DEFAULT: PasswordParams = PasswordParams {
         memory_kib: 64,
         iterations: 1,
         parallelism: 1,
     };
+
+    /// The `owasp` preset: OWASP's Password Storage Cheat Sheet's minimum for argon2id (19 MiB,
+    /// two passes, one lane).
+    pub const OWASP: PasswordParams = PasswordParams {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+impl fmt::Display for PasswordParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "argon2id m={} KiB, t={}, p={}",
+            self.memory_kib, self.iterations, self.parallelism
+        )
+    }
+}
+
+/// A named hashing strength (`--argon2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// m=64 KiB, t=1, p=1: over 10,000 logins a second on two cores (the default).
+    Fast,
+    /// m=19 MiB, t=2, p=1: OWASP's minimum, about 300 times the memory per guess.
+    Owasp,
+}
+
+impl Preset {
+    /// The preset's parameters.
+    pub fn params(self) -> PasswordParams {
+        match self {
+            Preset::Fast => PasswordParams::DEFAULT,
+            Preset::Owasp => PasswordParams::OWASP,
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Preset::Fast => "fast",
+            Preset::Owasp => "owasp",
+        })
+    }
+}
+
+/// Why a hash was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The hash queue's wait bound would be passed: try again shortly.
+    #[error("too many password hashes waiting")]
+    Busy,
+    /// Argon2 itself failed (bad parameters; not expected once the hasher is built).
+    #[error("hashing: {0}")]
+    Argon2(argon2::password_hash::Error),
 }
 
 impl Default for PasswordParams {
@@ -45,13 +106,15 @@ pub enum Verified {
     },
     /// Wrong password (or an unreadable stored hash).
     Mismatch,
+    /// Not checked: the hash queue's wait bound would be passed.
+    Busy,
 }
 
 /// Hashes and verifies passwords.
 pub struct Hasher {
     params: Params,
     pepper: Vec<u8>,
-    permits: Semaphore,
+    queue: FifoQueue,
     /// Verified against when the user does not exist, so that an unknown user and a wrong
     /// password take the same time.
     dummy_hash: String,
@@ -59,11 +122,22 @@ pub struct Hasher {
 
 impl Hasher {
     /// A hasher with the given parameters and pepper, running at most `max_concurrent` hashes
-    /// at once.
+    /// at once; the others wait their turn however long it takes.
     pub fn new(
         params: PasswordParams,
         pepper: Vec<u8>,
         max_concurrent: usize,
+    ) -> anyhow::Result<Self> {
+        Self::with_max_wait(params, pepper, max_concurrent, None)
+    }
+
+    /// As [`Hasher::new`], but a hash that could not start within `max_wait` (expected, from
+    /// the queue ahead of it and the measured hash time, or actual) is not made: `Busy`.
+    pub fn with_max_wait(
+        params: PasswordParams,
+        pepper: Vec<u8>,
+        max_concurrent: usize,
+        max_wait: Option<Duration>,
     ) -> anyhow::Result<Self> {
         let params = Params::new(
             params.memory_kib,
@@ -75,26 +149,35 @@ impl Hasher {
         let mut hasher = Hasher {
             params,
             pepper,
-            permits: Semaphore::new(max_concurrent),
+            queue: FifoQueue::new(max_concurrent, None, Duration::ZERO),
             dummy_hash: String::new(),
         };
+        // The first hash also measures what one costs here, the queue's first estimate.
+        let started = Instant::now();
         hasher.dummy_hash = hasher.hash("a password nobody has")?;
+        hasher.queue = FifoQueue::new(max_concurrent, max_wait, started.elapsed());
         Ok(hasher)
     }
 
-    fn argon2(&self, params: Params) -> anyhow::Result<Argon2<'_>> {
+    /// Hashes waiting to start now.
+    pub fn waiting(&self) -> usize {
+        self.queue.waiting()
+    }
+
+    fn argon2(&self, params: Params) -> Result<Argon2<'_>, argon2::Error> {
         Argon2::new_with_secret(&self.pepper, Algorithm::Argon2id, Version::V0x13, params)
-            .map_err(|e| anyhow::anyhow!("argon2 setup: {e}"))
     }
 
     /// A PHC string for `password` with a fresh random salt.
-    pub fn hash(&self, password: &str) -> anyhow::Result<String> {
+    pub fn hash(&self, password: &str) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
-        let _permit = self.permits.acquire();
-        let hash = self
-            .argon2(self.params.clone())?
+        let argon2 = self
+            .argon2(self.params.clone())
+            .map_err(|e| HashError::Argon2(e.into()))?;
+        let _ticket = self.queue.acquire().map_err(|Busy| HashError::Busy)?;
+        let hash = argon2
             .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("hashing: {e}"))?;
+            .map_err(HashError::Argon2)?;
         Ok(hash.to_string())
     }
 
@@ -111,7 +194,9 @@ impl Hasher {
             return Verified::Mismatch;
         };
         let ok = {
-            let _permit = self.permits.acquire();
+            let Ok(_ticket) = self.queue.acquire() else {
+                return Verified::Busy;
+            };
             argon2.verify_password(password.as_bytes(), &parsed).is_ok()
         };
         if !ok {
@@ -125,9 +210,9 @@ impl Hasher {
     }
 
     /// Spends the time of one verification on a hash that matches nothing: the answer for an
-    /// unknown user.
-    pub fn verify_dummy(&self, password: &str) {
-        let _ = self.verify(password, &self.dummy_hash);
+    /// unknown user. `Mismatch`, or `Busy` when it could not start in time.
+    pub fn verify_dummy(&self, password: &str) -> Verified {
+        self.verify(password, &self.dummy_hash)
     }
 }
 
@@ -162,6 +247,21 @@ mod tests {
             Verified::Mismatch
         );
         assert_eq!(hasher.verify("x", "not a phc string"), Verified::Mismatch);
+    }
+
+    #[test]
+    fn presets_name_their_parameters() {
+        assert_eq!(Preset::Fast.params(), PasswordParams::DEFAULT);
+        assert_eq!(
+            Preset::Owasp.params().to_string(),
+            "argon2id m=19456 KiB, t=2, p=1"
+        );
+        let hasher = Hasher::new(Preset::Owasp.params(), b"pepper".to_vec(), 1).unwrap();
+        let stored = hasher.hash("correct horse").unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::server::ServerConfig;
 use crate::throttle::{Throttle, ThrottleConfig};
 use crate::token::TokenKey;
 
+/// The longest a password hash waits to start, by default: a fifth of http-server's default
+/// request timeout (5 s), so that a login queued behind others is answered, or refused with
+/// Busy, long before http-server gives up on it.
+pub const MAX_HASH_WAIT: Duration = Duration::from_secs(1);
 /// How long a session token stays valid, by default.
 pub const SESSION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a device token is recognised, by default: three months (as humantime counts a
@@ -38,6 +42,8 @@ pub struct Settings {
     pub password: PasswordParams,
     /// Password hashes running at once at most.
     pub max_concurrent_hashes: usize,
+    /// The longest a password hash waits to start; past it (expected or actual), `Busy`.
+    pub max_hash_wait: Duration,
     /// Picture limits.
     pub pictures: PictureConfig,
     /// Pictures decoded at once at most.
@@ -64,6 +70,7 @@ impl Settings {
             db: DbConfig::DEFAULT,
             password: PasswordParams::DEFAULT,
             max_concurrent_hashes: cores,
+            max_hash_wait: MAX_HASH_WAIT,
             pictures: PictureConfig::DEFAULT,
             max_concurrent_pictures: cores,
             session_ttl: SESSION_TTL,
@@ -87,10 +94,11 @@ impl Context {
     pub fn new(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Context> {
         Ok(Context {
             db: Db::new(&settings.database_url, &settings.db)?,
-            hasher: Hasher::new(
+            hasher: Hasher::with_max_wait(
                 settings.password,
                 secrets.pepper.clone(),
                 settings.max_concurrent_hashes,
+                Some(settings.max_hash_wait),
             )?,
             tokens: TokenKey::new(secrets.token_key),
             pictures: Pictures::new(settings.pictures.clone(), settings.max_concurrent_pictures),

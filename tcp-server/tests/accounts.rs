@@ -511,3 +511,67 @@ fn a_database_that_is_down_gives_unavailable_not_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A burst of logins behind one hash slot, at OWASP's strength and a wait bound shorter than one
+/// hash: the first is judged, those that would wait past the bound get `Busy` with a retry hint
+/// at once (never a wrong answer, never a wait), and none counts as a failed login.
+#[test]
+fn logins_past_the_hash_queue_bound_get_busy_at_once_and_are_not_counted() {
+    let mut settings = testkit::settings();
+    settings.password = PasswordParams::OWASP;
+    settings.max_concurrent_hashes = 1;
+    settings.max_hash_wait = Duration::from_millis(1);
+    // Eight may be in flight at once (the throttle counts attempts from their start).
+    settings.throttle.account_failures = 8;
+    let ctx = testkit::context_with(&settings);
+    let name = unique_name("burst");
+    assert!(matches!(
+        ops::handle(&ctx, register(&name, "correct horse battery", None)),
+        Response::Register(_)
+    ));
+    let barrier = std::sync::Barrier::new(8);
+    let answers: Vec<(Response, Duration)> = thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let started = std::time::Instant::now();
+                    let answer = ops::handle(&ctx, login(&name, "correct horse battery"));
+                    (answer, started.elapsed())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let judged = answers
+        .iter()
+        .filter(|(answer, _)| matches!(answer, Response::Login(_)))
+        .count();
+    let busy: Vec<&Duration> = answers
+        .iter()
+        .filter_map(|(answer, took)| match answer {
+            Response::Error(error) if error.code == ErrorCode::Busy => {
+                assert_eq!(error.retry_after_ms, 1000);
+                Some(took)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(judged >= 1, "{answers:?}");
+    assert!(
+        !busy.is_empty(),
+        "a burst of 8 behind one slot: {answers:?}"
+    );
+    assert_eq!(judged + busy.len(), 8, "only logins and Busy: {answers:?}");
+    // Refused from the queue's estimate (or at the 1 ms bound), not after a hash's time.
+    assert!(busy.iter().all(|took| **took < Duration::from_millis(200)));
+    // Busy answers judged nothing: eight wrong passwords are still judged before the lock.
+    for attempt in 0..8 {
+        let answer = ops::handle(&ctx, login(&name, "wrong horse battery"));
+        assert_eq!(
+            error_code(&answer),
+            Some(ErrorCode::InvalidCredentials),
+            "attempt {attempt}"
+        );
+    }
+}

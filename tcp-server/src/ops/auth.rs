@@ -88,20 +88,20 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Acc
     // A name that breaks the rules cannot exist; it still costs one verification, so that no
     // answer comes back faster than the others.
     if rules::check_username(username).is_err() {
-        ctx.hasher.verify_dummy(password);
-        return Err(OpError::invalid_credentials());
+        return Err(unknown(ctx, password));
     }
     let row = ctx.db.run(|conn| {
         let statement = conn.prepared(LOOKUP)?;
         conn.client().query_opt(&statement, &[&key])
     })?;
     let Some(row) = row else {
-        ctx.hasher.verify_dummy(password);
-        return Err(OpError::invalid_credentials());
+        return Err(unknown(ctx, password));
     };
     let stored: String = row.get(5);
-    let Verified::Match { needs_rehash } = ctx.hasher.verify(password, &stored) else {
-        return Err(OpError::invalid_credentials());
+    let needs_rehash = match ctx.hasher.verify(password, &stored) {
+        Verified::Match { needs_rehash } => needs_rehash,
+        Verified::Mismatch => return Err(OpError::invalid_credentials()),
+        Verified::Busy => return Err(OpError::hashes_busy()),
     };
     let account = Account {
         profile: profile_from(&row),
@@ -111,6 +111,15 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Acc
         rehash(ctx, account.profile.id, password);
     }
     Ok(account)
+}
+
+/// The answer for a name that has no account, after the time of one verification; `Busy` when
+/// even that could not start in time, as for a real account.
+fn unknown(ctx: &Context, password: &str) -> OpError {
+    match ctx.hasher.verify_dummy(password) {
+        Verified::Busy => OpError::hashes_busy(),
+        _ => OpError::invalid_credentials(),
+    }
 }
 
 /// Replaces a hash made with other parameters. A failure only delays the upgrade to the next

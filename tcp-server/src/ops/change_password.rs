@@ -29,10 +29,7 @@ pub(super) fn run(ctx: &Context, request: ChangePassword) -> Result<Session, OpE
         // The name now belongs to another account: this session's was deleted meanwhile.
         return Err(OpError::unauthorized());
     }
-    let hash = ctx.hasher.hash(new).map_err(|e| {
-        log::error!("hashing a password: {e}");
-        OpError::new(ErrorCode::Internal, "internal error")
-    })?;
+    let hash = ctx.hasher.hash(new)?;
     // Not retried: a retry after a commit whose answer was lost would find the epoch moved on
     // and answer Unauthorized for a change that was made.
     let row = ctx.db.run_once(&mut |conn| {

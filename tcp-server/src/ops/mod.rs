@@ -15,7 +15,7 @@ use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
 use crate::db::{Db, DbError};
 use crate::device::DeviceKey;
 use crate::metrics::Metrics;
-use crate::password::Hasher;
+use crate::password::{HashError, Hasher};
 use crate::picture::Pictures;
 use crate::throttle::{Reason, Refusal, Throttle};
 use crate::token::TokenKey;
@@ -81,6 +81,16 @@ impl OpError {
         OpError::new(ErrorCode::InvalidCredentials, "wrong username or password")
     }
 
+    /// `Busy` for a password that could not be hashed or checked in time: the hash queue was
+    /// full. Not counted by the throttle (nothing was judged).
+    fn hashes_busy() -> Self {
+        OpError(ErrorReply {
+            code: ErrorCode::Busy,
+            retry_after_ms: 1000,
+            message: "too many password checks at once; try again in a second".to_owned(),
+        })
+    }
+
     /// `TooManyRequests` for an attempt the throttle refused, with when to retry.
     fn throttled(refusal: Refusal) -> Self {
         let message = match refusal.reason {
@@ -100,6 +110,18 @@ impl OpError {
             retry_after_ms: u32::try_from(millis).unwrap_or(u32::MAX),
             message: message.to_owned(),
         })
+    }
+}
+
+impl From<HashError> for OpError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => OpError::hashes_busy(),
+            HashError::Argon2(error) => {
+                log::error!("hashing a password: {error}");
+                OpError::new(ErrorCode::Internal, "internal error")
+            }
+        }
     }
 }
 

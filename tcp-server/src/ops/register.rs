@@ -32,10 +32,7 @@ pub(super) fn run(ctx: &Context, request: Register) -> Result<Profile, OpError> 
         .map_err(OpError::throttled)?;
     rules::check_strength(password, &[username, &nickname])
         .map_err(|weak| OpError::new(ErrorCode::WeakPassword, weak.0))?;
-    let hash = ctx.hasher.hash(password).map_err(|e| {
-        log::error!("hashing a password: {e}");
-        OpError::new(ErrorCode::Internal, "internal error")
-    })?;
+    let hash = ctx.hasher.hash(password)?;
     let mut inserted = insert(ctx, username, &hash, &nickname);
     if is_taken(&inserted) && free_deleted_name(ctx, username)? {
         inserted = insert(ctx, username, &hash, &nickname);
