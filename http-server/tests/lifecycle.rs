@@ -312,42 +312,26 @@ fn a_wrong_current_password_takes_as_long_as_a_failed_login() {
     let hasher = Hasher::new(REALISTIC, TEST_PEPPER.to_vec(), 1).unwrap();
     let stored = hasher.hash(PASSWORD).unwrap();
 
-    let (mut changes, mut logins, mut verifications) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (name, token)) in names.iter().zip(&tokens).enumerate() {
-        let (mut c, mut l, mut v) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        // Interleaved, each first in turn, so drifts in the machine's load hit all alike.
-        for step in 0..3 {
-            match (i + step) % 3 {
-                0 => {
-                    let body = json!({"current_password": "not the password",
-                        "new_password": NEW_PASSWORD})
-                    .to_string();
-                    let (answer, took) =
-                        exchange_json("PUT", "/api/v1/me/password", Some(token), body);
-                    answer.assert_error(401, "invalid_credentials");
-                    c = took;
-                }
-                1 => {
-                    let body =
-                        json!({"username": name, "password": "not the password"}).to_string();
-                    let (answer, took) = exchange_json("POST", "/api/v1/sessions", None, body);
-                    answer.assert_error(401, "invalid_credentials");
-                    l = took;
-                }
-                _ => v = timed(|| hasher.verify("not the password", &stored)).1,
+    let [change, login, verify] = interleaved_medians(names.len(), WARM_UP, |i, action| {
+        let (name, token) = (&names[i], &tokens[i]);
+        match action {
+            0 => {
+                let body = json!({"current_password": "not the password",
+                    "new_password": NEW_PASSWORD})
+                .to_string();
+                let (answer, took) = exchange_json("PUT", "/api/v1/me/password", Some(token), body);
+                answer.assert_error(401, "invalid_credentials");
+                took
             }
+            1 => {
+                let body = json!({"username": name, "password": "not the password"}).to_string();
+                let (answer, took) = exchange_json("POST", "/api/v1/sessions", None, body);
+                answer.assert_error(401, "invalid_credentials");
+                took
+            }
+            _ => timed(|| hasher.verify("not the password", &stored)).1,
         }
-        if i >= WARM_UP {
-            changes.push(c);
-            logins.push(l);
-            verifications.push(v);
-        }
-    }
-    let (change, login, verify) = (
-        median(&mut changes),
-        median(&mut logins),
-        median(&mut verifications),
-    );
+    });
     println!(
         "median: wrong current password {change:?}, failed login {login:?}; one verification \
          {verify:?}"

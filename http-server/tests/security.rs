@@ -1077,29 +1077,12 @@ fn unknown_users_and_wrong_passwords_take_the_same_time() {
     let stored = hasher.hash(PASSWORD).unwrap();
     let verification = || timed(|| hasher.verify("not the password", &stored)).1;
 
-    let (mut unknown, mut wrong, mut verify) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, name) in names.iter().enumerate() {
-        // Interleaved, each first in turn, so drifts in the machine's load hit all alike.
-        let nobody = unique_name("lat");
-        let (mut w, mut u, mut v) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        for step in 0..3 {
-            match (i + step) % 3 {
-                0 => w = attempt(name),
-                1 => u = attempt(&nobody),
-                _ => v = verification(),
-            }
-        }
-        if i >= WARM_UP {
-            wrong.push(w);
-            unknown.push(u);
-            verify.push(v);
-        }
-    }
-    let (unknown, wrong, verify) = (
-        median(&mut unknown),
-        median(&mut wrong),
-        median(&mut verify),
-    );
+    let [wrong, unknown, verify] =
+        interleaved_medians(names.len(), WARM_UP, |i, action| match action {
+            0 => attempt(&names[i]),
+            1 => attempt(&unique_name("lat")),
+            _ => verification(),
+        });
     println!(
         "median login latency: unknown user {unknown:?}, wrong password {wrong:?}; one \
          verification {verify:?}"

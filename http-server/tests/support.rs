@@ -737,6 +737,31 @@ pub fn median(times: &mut [Duration]) -> Duration {
     times[times.len() / 2]
 }
 
+/// The medians of `N` timed actions, for comparing them on a shared machine: `run(round,
+/// action)` runs action `action` of round `round` and says how long it took. Each round runs
+/// every action, each first in turn, so drifts in the machine's load hit all alike; the first
+/// `warm_up` rounds are left out.
+pub fn interleaved_medians<const N: usize>(
+    rounds: usize,
+    warm_up: usize,
+    mut run: impl FnMut(usize, usize) -> Duration,
+) -> [Duration; N] {
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::new());
+    for round in 0..rounds {
+        let mut took = [Duration::ZERO; N];
+        for step in 0..N {
+            let action = (round + step) % N;
+            took[action] = run(round, action);
+        }
+        if round >= warm_up {
+            for (all, one) in times.iter_mut().zip(took) {
+                all.push(one);
+            }
+        }
+    }
+    times.map(|mut all| median(&mut all))
+}
+
 /// An error body without its `request_id` (each request has its own), for comparing answers.
 pub fn without_request_id(body: &Value) -> Value {
     let mut body = body.clone();

@@ -68,8 +68,8 @@ pub fn seed(
     let mut client = Client::connect(url, NoTls).context("connecting to the database")?;
     let existing = resume_point(&mut client, users)?;
     if existing >= users {
-        // A run killed after its last COPY but before its last statements left them undone.
-        finish(&mut client)?;
+        // A run killed after its last COPY may have left the index unbuilt.
+        ensure_username_index(&mut client)?;
         return Ok(SeedReport { existing, added: 0 });
     }
     let to_add = users - existing;
@@ -90,7 +90,7 @@ pub fn seed(
         started.elapsed().as_secs_f64(),
         to_add as f64 / started.elapsed().as_secs_f64()
     );
-    finish(&mut client)?;
+    ensure_username_index(&mut client)?;
     client.batch_execute("ANALYZE users")?;
     Ok(SeedReport {
         existing,
@@ -252,21 +252,9 @@ fn encode_rows(ids: std::ops::RangeInclusive<u64>, hasher: &Hasher) -> anyhow::R
     Ok(out)
 }
 
-/// Rebuilds the username index if a bulk load dropped it, and makes sure registrations take
-/// their ids from [`FIRST_REGISTERED_ID`] up (as migration V4 set it; forward only, so no id
-/// is ever handed out twice); idempotent, so a rerun repairs a run killed at the very end.
-fn finish(client: &mut Client) -> anyhow::Result<()> {
-    ensure_username_index(client)?;
-    client.execute(
-        "SELECT setval(pg_get_serial_sequence('users', 'id'), GREATEST( \
-             COALESCE(pg_sequence_last_value(pg_get_serial_sequence('users', 'id')::regclass), 0), \
-             (SELECT COALESCE(max(id), 0) FROM users), $1::bigint))",
-        &[&(FIRST_REGISTERED_ID - 1)],
-    )?;
-    Ok(())
-}
-
-/// Builds the username index if a bulk load dropped it.
+/// Builds the username index if a bulk load dropped it; idempotent, so a rerun repairs a run
+/// killed at the very end. (Seeding never touches the id sequence: migration V4 set it to hand
+/// out registered ids from [`FIRST_REGISTERED_ID`] up, and seeded rows carry their own ids.)
 fn ensure_username_index(client: &mut Client) -> anyhow::Result<()> {
     let started = Instant::now();
     client.batch_execute(
