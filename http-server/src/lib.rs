@@ -249,9 +249,12 @@ pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Resu
     // A request that raced in after the workers stopped would be dropped with the server, which
     // tiny_http answers with a bare 500: tell it to retry instead.
     while let Ok(Some(request)) = server.try_recv() {
+        let id = route::request_id(&request);
+        let _request = service::logging::request_scope(&id);
         let reply = ApiError::new(ApiCode::ShuttingDown, "the server is stopping; retry")
             .retry_after(1)
-            .reply();
+            .reply()
+            .with_header("X-Request-Id", &id);
         let _ = request.respond(reply.into_response());
     }
     log::info!("stopped");

@@ -257,7 +257,7 @@ pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
 
 /// The request's id: its `X-Request-Id` when that is 1 to 64 characters of letters, digits and
 /// `-_.:`, else 32 random hex digits.
-fn request_id(request: &tiny_http::Request) -> String {
+pub(crate) fn request_id(request: &tiny_http::Request) -> String {
     let valid = |id: &&str| {
         (1..=proto::MAX_TRACE_LEN).contains(&id.len())
             && id

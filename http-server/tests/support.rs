@@ -309,6 +309,10 @@ impl Answer {
             "{body}"
         );
         assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+        // Every answer carries its request id, in the body and the header alike.
+        let id = body["error"]["request_id"].as_str();
+        assert!(id.is_some_and(|id| !id.is_empty()), "{body}");
+        assert_eq!(self.header("X-Request-Id"), id, "{body}");
     }
 }
 

@@ -358,18 +358,21 @@ impl Iterator for ClientConnection {
     }
 }
 
-/// Parses a "HTTP/1.1" string.
 // gatehouse patch: the errors found while reading a request head were answered with empty
-// bodies; they now carry the service's JSON error body, like every other error.
+// bodies; they now carry the service's JSON error body, like every other error, and a request id
+// (32 random hex digits, in the body and in `X-Request-Id`, as the service makes them): the head
+// could not be read, so the client's own id cannot be trusted to be in it.
 fn error_response(
     status: u16,
     code: &str,
     message: &str,
 ) -> crate::Response<std::io::Cursor<Vec<u8>>> {
     use crate::{Header, Response, StatusCode};
+    let id = format!("{:032x}", fastrand::u128(..));
+    log::debug!("answered {status} {code} to a request head (request_id {id})");
     let body = format!(
-        r#"{{"error":{{"code":"{}","message":"{}"}}}}"#,
-        code, message
+        r#"{{"error":{{"code":"{}","message":"{}","request_id":"{}"}}}}"#,
+        code, message, id
     );
     Response::from_data(body.into_bytes())
         .with_status_code(StatusCode(status))
@@ -377,8 +380,12 @@ fn error_response(
             Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
                 .expect("a valid header"),
         )
+        .with_header(
+            Header::from_bytes(&b"X-Request-Id"[..], id.as_bytes()).expect("a valid header"),
+        )
 }
 
+/// Parses a "HTTP/1.1" string.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
     let (major, minor) = match version {
         "HTTP/0.9" => (0, 9),
