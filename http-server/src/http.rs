@@ -113,6 +113,8 @@ pub enum ApiCode {
     BackendUnavailable,
     /// 503: too many large bodies are being read at once.
     UploadsBusy,
+    /// 503: the request waited for a worker past `--max-queue-wait`.
+    Overloaded,
     /// 503: the server is stopping.
     ShuttingDown,
     /// 504: a backend took the request and did not answer in time.
@@ -144,6 +146,7 @@ impl ApiCode {
             ApiCode::BackendBusy
             | ApiCode::BackendUnavailable
             | ApiCode::UploadsBusy
+            | ApiCode::Overloaded
             | ApiCode::ShuttingDown => 503,
             ApiCode::BackendTimeout => 504,
         }
@@ -174,6 +177,7 @@ impl ApiCode {
             ApiCode::BackendBusy => "backend_busy",
             ApiCode::BackendUnavailable => "backend_unavailable",
             ApiCode::UploadsBusy => "uploads_busy",
+            ApiCode::Overloaded => "overloaded",
             ApiCode::ShuttingDown => "shutting_down",
             ApiCode::BackendTimeout => "backend_timeout",
         }

@@ -63,6 +63,10 @@ pub struct Config {
     /// Workers that may read a body off the socket at once (a picture over 16 KiB); past it,
     /// 503 `uploads_busy`.
     pub body_slots: usize,
+    /// The longest a request may wait for a worker: one that waited longer is answered 503
+    /// `overloaded` at once (its work would only make the queue longer for the next ones). The
+    /// health checks and the metrics are always answered.
+    pub max_queue_wait: Duration,
     /// Proxies whose `X-Forwarded-For` names the client (the throttle counts per client
     /// address); from anyone else the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
@@ -90,6 +94,7 @@ impl Config {
             min_rate: 32 * 1024,
         },
         body_slots: 4,
+        max_queue_wait: Duration::from_secs(2),
         trusted_proxies: Vec::new(),
         shutdown_grace: Duration::from_secs(10),
         secure_cookies: false,

@@ -69,6 +69,11 @@ struct Cli {
     /// 503 uploads_busy. Default: a quarter of the workers, at least one.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     body_slots: Option<u32>,
+    /// The longest a request may wait for a worker; one that waited longer gets a quick 503
+    /// overloaded with Retry-After instead of its answer (the health checks are always answered).
+    /// Keep it under the clients' own time-outs, so that overload reaches them as a 503.
+    #[arg(long, default_value_t = Config::DEFAULT.max_queue_wait.into())]
+    max_queue_wait: Duration,
     /// A reverse proxy (its IP address) whose X-Forwarded-For names the client, for the
     /// per-address limits; repeat for several. From any other peer the header is ignored.
     #[arg(long = "trusted-proxy")]
@@ -124,6 +129,7 @@ impl Cli {
             body_slots: self
                 .body_slots
                 .map_or((self.workers as usize / 4).max(1), |slots| slots as usize),
+            max_queue_wait: self.max_queue_wait.into(),
             trusted_proxies: self.trusted_proxies.clone(),
             shutdown_grace: self.shutdown_grace.into(),
             secure_cookies: self.secure_cookies,

@@ -227,13 +227,28 @@ pub fn answer(api: &Api, mut request: tiny_http::Request, listener: Listener) {
     // and tcp-server's through the frame), and so does the answer.
     let id = request_id(&request);
     let _request = service::logging::request_scope(&id);
-    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(api, route, &path, &mut request)
-    }))
-    .unwrap_or_else(|_| {
-        log::error!("a handler panicked on {method} {label}");
-        ApiError::new(ApiCode::InternalError, "internal error").reply()
-    });
+    // A request that waited past the bound is refused before any work: under overload the
+    // queue then stays about as long as the bound, and every client hears back in time. The
+    // health checks and the metrics are answered whatever the wait: a load balancer must not
+    // take an overloaded server for a dead one.
+    let waited = request.received_at().elapsed();
+    let always = route.is_some_and(|route| matches!(route.kind, Kind::Health | Kind::Admin));
+    let reply = if waited > api.max_queue_wait && !always {
+        ApiError::new(
+            ApiCode::Overloaded,
+            "the server is overloaded; retry in a second",
+        )
+        .retry_after(1)
+        .reply()
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            dispatch(api, route, &path, &mut request)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!("a handler panicked on {method} {label}");
+            ApiError::new(ApiCode::InternalError, "internal error").reply()
+        })
+    };
     let status = reply.status;
     // A body that was not read whole before the request was handed over (over 16 KiB, or
     // behind `Expect: 100-continue`) may be partly unread, whatever the status (a GET can

@@ -634,3 +634,58 @@ fn account_data_is_never_cached_and_pictures_for_an_hour() {
     assert_ne!(replaced.json()["picture_url"].as_str(), Some(url.as_str()));
     revalidate().assert_error(404, "not_found");
 }
+
+/// More logins at once than one worker can verify at OWASP's strength within the queue bound:
+/// those that waited past it get a quick 503 `overloaded` with `Retry-After` instead of a late
+/// answer, the others log in, nothing times out, and `/healthz` is answered throughout.
+#[test]
+fn requests_that_waited_past_the_queue_bound_get_503_overloaded_and_health_checks_do_not() {
+    let mut settings = testkit::settings();
+    settings.password = tcp_server::password::PasswordParams::OWASP;
+    let backend = Backend::start_with_context(testkit::context_with(&settings));
+    let bound = Duration::from_millis(100);
+    let config = Config {
+        workers: 1,
+        max_queue_wait: bound,
+        ..config(&[backend.addr])
+    };
+    let front = Front::start_with(config, Duration::from_secs(5));
+    let name = unique_name("queue");
+    register(&front, &name, PASSWORD);
+    let answers: Vec<(Answer, Duration)> = thread::scope(|scope| {
+        let logins: Vec<_> = (0..48)
+            .map(|_| scope.spawn(|| timed(|| login(&front, &name, PASSWORD))))
+            .collect();
+        // Sent while the logins queue: waits like them, and is answered all the same.
+        thread::sleep(Duration::from_millis(20));
+        let health = get(&front.url("/healthz"));
+        assert_eq!(health.status, 200, "/healthz during the overload");
+        logins.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut statuses = std::collections::BTreeMap::new();
+    for (answer, _) in &answers {
+        *statuses.entry(answer.status).or_insert(0) += 1;
+        if answer.status == 503 {
+            answer.assert_error(503, "overloaded");
+            assert_eq!(answer.header("Retry-After"), Some("1"));
+        } else {
+            assert_eq!(
+                answer.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+    }
+    println!("48 logins behind one worker, bound {bound:?}: {statuses:?}");
+    assert!(statuses.get(&200).is_some_and(|n| *n >= 1), "{statuses:?}");
+    assert!(statuses.get(&503).is_some_and(|n| *n >= 1), "{statuses:?}");
+    // A refused request costs the worker nothing: the last answer comes about one bound plus
+    // the logins answered after it; without the bound all 48 would wait their turn.
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    let judged = statuses[&200] as u32;
+    assert!(
+        slowest < bound * 4 + Duration::from_millis(100) * judged,
+        "slowest answer {slowest:?} with {judged} logins judged"
+    );
+}

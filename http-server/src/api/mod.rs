@@ -10,6 +10,7 @@ pub mod users;
 
 use std::io;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct Api {
     max_picture_body: usize,
     body_pace: BodyPace,
     body_slots: BodySlots,
+    /// Past it, a request that waited for a worker is answered 503 `overloaded` (the router).
+    pub(crate) max_queue_wait: Duration,
     trusted_proxies: Vec<IpAddr>,
     /// The pages' cookies, which the router clears when they name no session.
     pub(crate) cookie: SessionCookie,
@@ -71,6 +74,7 @@ impl Api {
             max_picture_body: config.max_picture_body,
             body_pace: config.body_pace,
             body_slots: BodySlots::new(config.body_slots),
+            max_queue_wait: config.max_queue_wait,
             trusted_proxies: config.trusted_proxies.clone(),
             cookie: SessionCookie::new(config.secure_cookies, config.public_origin.clone()),
             web: Web::new(),

@@ -70,6 +70,10 @@ pub struct Request {
     // response says `Connection: close`.
     connection_close: bool,
 
+    // gatehouse patch: when the request was complete (its head read, and a small body with
+    // it), so the application can tell how long it waited for a worker.
+    received_at: Instant,
+
     // gatehouse patch: whether some of the body was still on the socket when the request was
     // handed over (it was longer than `PRE_READ_LIMIT`, or behind `Expect: 100-continue`).
     body_on_socket: bool,
@@ -346,6 +350,7 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
         connection_close: false,
+        received_at: Instant::now(),
         body_on_socket: body_on_socket || expects_continue,
         connection_end,
         drain_on_drop,
@@ -353,6 +358,14 @@ where
 }
 
 impl Request {
+    /// gatehouse patch: when the request was complete and ready for a worker (its head read,
+    /// and a body of up to `PRE_READ_LIMIT` with it). Its age when a worker takes it is the time
+    /// it waited in the queue.
+    #[inline]
+    pub fn received_at(&self) -> Instant {
+        self.received_at
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {
