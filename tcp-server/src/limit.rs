@@ -127,7 +127,8 @@ impl FifoQueue {
         }
         if let Some(max_wait) = self.max_wait {
             let ahead = state.waiting.len() as u64 + 1;
-            let expected = self.held_ns.load(Ordering::Relaxed) * ahead / self.permits as u64;
+            let expected =
+                self.held_ns.load(Ordering::Relaxed).saturating_mul(ahead) / self.permits as u64;
             if expected > nanos(max_wait) {
                 return Err(Busy);
             }
