@@ -6,7 +6,7 @@
 use proto::{ErrorCode, Profile, Secret, Session};
 
 use super::{Context, OpError, profile_from, unix_now};
-use crate::password::Verified;
+use crate::password::{HashError, Verified};
 use crate::rules;
 use crate::throttle::Outcome;
 use crate::token::Claims;
@@ -125,19 +125,23 @@ fn unknown(ctx: &Context, password: &str) -> OpError {
 /// Replaces a hash made with other parameters. A failure only delays the upgrade to the next
 /// login, so it is logged, not returned.
 fn rehash(ctx: &Context, user_id: i64, password: &str) {
-    let result = ctx
-        .hasher
-        .hash(password)
-        .map_err(|e| e.to_string())
-        .and_then(|hash| {
-            ctx.db
-                .run(|conn| {
-                    let statement = conn.prepared(REHASH)?;
-                    conn.client().execute(&statement, &[&user_id, &hash])
-                })
-                .map_err(|e| e.to_string())
-        });
-    match result {
+    let hash = match ctx.hasher.hash(password) {
+        Ok(hash) => hash,
+        // Overload is no fault: the next login tries again.
+        Err(HashError::Busy) => {
+            log::debug!("re-hashing the password of user {user_id} later: hashes are queued");
+            return;
+        }
+        Err(error) => {
+            log::warn!("re-hashing the password of user {user_id}: {error}");
+            return;
+        }
+    };
+    let stored = ctx.db.run(|conn| {
+        let statement = conn.prepared(REHASH)?;
+        conn.client().execute(&statement, &[&user_id, &hash])
+    });
+    match stored {
         Ok(_) => log::info!("re-hashed the password of user {user_id} with current parameters"),
         Err(error) => log::warn!("re-hashing the password of user {user_id}: {error}"),
     }
