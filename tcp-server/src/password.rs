@@ -159,11 +159,6 @@ impl Hasher {
         Ok(hasher)
     }
 
-    /// Hashes waiting to start now.
-    pub fn waiting(&self) -> usize {
-        self.queue.waiting()
-    }
-
     fn argon2(&self, params: Params) -> Result<Argon2<'_>, argon2::Error> {
         Argon2::new_with_secret(&self.pepper, Algorithm::Argon2id, Version::V0x13, params)
     }
