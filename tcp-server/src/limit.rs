@@ -50,15 +50,18 @@ impl Drop for Permit<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
-/// How long the first waiter may wait before a released permit is handed to it directly; until
-/// then a newcomer may take a free permit first. Letting the running thread take the permit
-/// saves a context switch per hash on saturated cores (strict handoff cost about 4% of
-/// login-random), while this bound keeps the order fair: nobody is overtaken for longer.
-pub const FAIR_AFTER: Duration = Duration::from_millis(1);
+/// How long the first waiter of an unbounded queue may wait before a released permit is handed
+/// to it directly (a bounded queue uses half its bound); until then a thread that is running
+/// may take a free permit first. On saturated cores a waiter is scheduled milliseconds after it
+/// is woken, and a permit handed to it sits idle all that time: with a 1 ms threshold nearly
+/// every hash was handed over under load, and login-random lost about 7%. Half the bound still
+/// leaves a waiter overtaken that long the other half for its turn.
+pub const FAIR_AFTER: Duration = Duration::from_millis(100);
 
 /// At most `permits` holders at once; the others wait in arrival order. Fairness is eventual, as
 /// in parking_lot's locks: a newcomer may take a free permit while the first waiter has waited
-/// less than [`FAIR_AFTER`]; past it, a released permit goes straight to that waiter. With a
+/// less than half the wait bound ([`FAIR_AFTER`] without one); past it, a released permit goes
+/// straight to that waiter. With a
 /// wait bound, a newcomer whose expected wait (the waiters ahead of it, served `permits` at a
 /// time, at the average hold time) exceeds the bound is refused at once, and a waiter still
 /// waiting at the bound gives up: the queue never holds more than about
@@ -67,6 +70,8 @@ pub struct FifoQueue {
     state: Mutex<QueueState>,
     permits: usize,
     max_wait: Option<Duration>,
+    /// How long the first waiter may be overtaken by threads that are running.
+    fair_after: Duration,
     /// The average time a permit is held, in nanoseconds (an exponential moving average over
     /// the last few dozen holds).
     held_ns: AtomicU64,
@@ -79,12 +84,12 @@ struct QueueState {
 
 impl QueueState {
     /// Whether a newcomer may take a free permit before the waiters.
-    fn may_barge(&self) -> bool {
+    fn may_barge(&self, fair_after: Duration) -> bool {
         self.available > 0
             && self
                 .waiting
                 .front()
-                .is_none_or(|first| first.since.elapsed() < FAIR_AFTER)
+                .is_none_or(|first| first.since.elapsed() < fair_after)
     }
 }
 
@@ -114,6 +119,7 @@ impl FifoQueue {
             }),
             permits,
             max_wait,
+            fair_after: max_wait.map_or(FAIR_AFTER, |wait| wait / 2),
             held_ns: AtomicU64::new(nanos(typical_hold)),
         }
     }
@@ -121,7 +127,7 @@ impl FifoQueue {
     /// Waits for a permit, or `Busy` when the wait would exceed the bound.
     pub fn acquire(&self) -> Result<Ticket<'_>, Busy> {
         let mut state = self.state.lock();
-        if state.may_barge() {
+        if state.may_barge(self.fair_after) {
             state.available -= 1;
             return Ok(self.ticket());
         }
@@ -215,7 +221,7 @@ impl Drop for Ticket<'_> {
         let overdue = state
             .waiting
             .front()
-            .is_some_and(|first| first.since.elapsed() >= FAIR_AFTER);
+            .is_some_and(|first| first.since.elapsed() >= queue.fair_after);
         let wake = if overdue {
             // Handed over: no newcomer can take it first.
             state.waiting.pop_front().map(|first| {
@@ -313,7 +319,7 @@ mod tests {
         while queue.waiting() < 1 {
             thread::yield_now();
         }
-        thread::sleep(FAIR_AFTER * 3);
+        thread::sleep(queue.fair_after * 3);
         drop(held);
         // The permit went to the waiter at the drop, not back to the free ones: this thread,
         // running on, could not take it even before the waiter wakes.
@@ -322,6 +328,26 @@ mod tests {
         release_tx.send(()).unwrap();
         thread.join().unwrap();
         assert_eq!(queue.state.lock().available, 1);
+    }
+
+    #[test]
+    fn a_running_thread_takes_a_free_permit_before_a_waiter_until_half_the_bound() {
+        let queue = FifoQueue::new(1, Some(Duration::from_secs(2)), Duration::from_millis(1));
+        assert_eq!(queue.fair_after, Duration::from_secs(1));
+        let waited = |wait| {
+            Arc::new(Waiter {
+                thread: thread::current(),
+                since: Instant::now().checked_sub(wait).unwrap(),
+                granted: AtomicBool::new(false),
+            })
+        };
+        // A waiter that has waited 0.9 s: the permit is free, and this thread takes it at once.
+        let waiter = waited(Duration::from_millis(900));
+        queue.state.lock().waiting.push_back(waiter);
+        drop(queue.acquire().expect("taken before the waiter"));
+        // Past half the bound, it is the waiter's.
+        queue.state.lock().waiting[0] = waited(Duration::from_millis(1100));
+        assert!(!queue.state.lock().may_barge(queue.fair_after));
     }
 
     #[test]

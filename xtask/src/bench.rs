@@ -57,7 +57,7 @@ pub struct Args {
 
 /// A duration for `--duration` and `--short`: whole seconds, at least one (loadtest reports
 /// whole seconds; wrk and pgbench take seconds).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
     if duration.is_zero() || duration.subsec_nanos() != 0 {
         return Err(format!(
@@ -294,7 +294,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Starts a server with a fresh log, `<out>/<name>.log`.
-fn start_fresh(name: &str, command: Command, out: &Path) -> anyhow::Result<Process> {
+pub(crate) fn start_fresh(name: &str, command: Command, out: &Path) -> anyhow::Result<Process> {
     let _ = fs::remove_file(out.join(format!("{name}.log")));
     Process::start(name, command, Some(out))
 }
@@ -317,7 +317,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Waits up to 30 s for http-server's /readyz, failing at once if a server exits.
-fn wait_ready(tcp: &mut Process, http: &mut Process, port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_ready(tcp: &mut Process, http: &mut Process, port: u16) -> anyhow::Result<()> {
     let ready = || {
         Call::get(port, "/readyz")
             .timeout(Duration::from_secs(2))

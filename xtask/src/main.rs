@@ -5,12 +5,14 @@
 //! - `main.rs` (this file): the command line and the dispatch.
 //! - `chaos`: the fault, overload and hostile-input scenarios and their table.
 //! - `bench`: the benchmark (pgbench, wrk, loadtest) and its table.
+//! - `ab`: this tree against another revision, both serving at once.
 //! - `stack`: process plumbing both share: building, starting and stopping the servers by pid,
 //!   PostgreSQL through `scripts/postgres`, and the clean-up on exit, Ctrl-C or SIGTERM.
 //! - `load`: loadtest as a library, run in the background of a scenario.
 //! - `http`: a small blocking HTTP/1.1 client with the control the scenarios need (source
 //!   address, one deadline, failures told apart).
 
+mod ab;
 mod bench;
 mod chaos;
 mod http;
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// gatehouse's own tooling: `cargo xtask chaos` and `cargo xtask bench` build the servers,
+/// gatehouse's own tooling: `cargo xtask chaos`, `bench` and `ab` build the servers,
 /// bring up PostgreSQL (scripts/postgres), and drive the real binaries.
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask")]
@@ -54,13 +56,25 @@ enum Command {
     /// scripts/postgres (stopped at the end if this started it). Needs pgbench, and wrk
     /// (installed with apt-get when missing, as root or through passwordless sudo).
     Bench(bench::Args),
+    /// This tree's servers against another revision's (--base), side by side: both stacks
+    /// serve at once against one database, each loaded with half the connections, for several
+    /// rounds; prints each stack's medians and the medians of the per-round ratios (throughput,
+    /// CPU per request), and writes ab.md and ab.json.
+    ///
+    /// The base is exported with git archive and built (release) under --out, once per commit.
+    /// Ports: this tree 7070/9070 (tcp-server) and 8080/9080 (http-server), the base one above
+    /// each. Uses DATABASE_URL when set, else the private cluster of scripts/postgres (stopped
+    /// at the end if this started it). Both servers get --dev: no secrets are needed. This
+    /// tree's seeding migrates the database; the base serves it as it is, so it must know no
+    /// migration this tree lacks.
+    Ab(ab::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let release = match &cli.command {
         Command::Chaos(args) => !args.debug,
-        Command::Bench(_) => true,
+        Command::Bench(_) | Command::Ab(_) => true,
     };
     if release && let Err(error) = reexec_optimised() {
         eprintln!("cargo xtask: error: {error:#}");
@@ -73,6 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Chaos(args) => chaos::run(&args),
         Command::Bench(args) => bench::run(&args).map(|()| true),
+        Command::Ab(args) => ab::run(&args).map(|()| true),
     };
     // Whatever happened, nothing this run started is left behind.
     stack::finish();
