@@ -58,7 +58,7 @@ stack_start() {
         --admin-listen "127.0.0.1:$tcp_admin_port" 2>"$logs/tcp-server.log" &
     tcp_pid=$!
     pids+=("$tcp_pid")
-    "$bin/http-server" --listen "127.0.0.1:$http_port" --admin-listen "127.0.0.1:$admin_port" \
+    "$bin/http-server" --dev --listen "127.0.0.1:$http_port" --admin-listen "127.0.0.1:$admin_port" \
         --backend "127.0.0.1:$tcp_port" 2>"$logs/http-server.log" &
     http_pid=$!
     pids+=("$http_pid")

@@ -5,11 +5,14 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pool::{Manager, Pool};
-use proto::{Deadline, ErrorCode, ReadError, Request, Response, Trace};
+use proto::{
+    Deadline, ErrorCode, HandshakeError, NONCE_LEN, ReadError, Request, Response, TierKey, Trace,
+};
 use socket2::{SockRef, TcpKeepalive};
 
 /// How to reach the backends.
@@ -78,6 +81,9 @@ pub enum CallError {
 /// One open socket to a backend, with its buffers.
 pub struct Connection {
     stream: TcpStream,
+    tier_key: Arc<TierKey>,
+    /// Whether the tier handshake is done; it is made before the first request.
+    authenticated: bool,
     broken: bool,
     next_request_id: u32,
     read_buf: Vec<u8>,
@@ -93,6 +99,9 @@ enum ExchangeError {
     Failed,
     /// The deadline passed.
     TimedOut,
+    /// The backend refused the tier handshake, or did not prove it holds our tier key: a
+    /// deployment fault (the two tiers hold different key files), said in the message.
+    Refused(String),
 }
 
 impl Connection {
@@ -121,13 +130,30 @@ impl Connection {
                 busy_retry_ms: None,
             });
         }
+        let mut stream = Deadline::after(&self.stream, timeout);
+        if !self.authenticated {
+            // Made within the request's own deadline; pooled sockets make it rare.
+            let mut nonce = [0u8; NONCE_LEN];
+            getrandom::fill(&mut nonce)
+                .map_err(|error| ExchangeError::Refused(format!("no randomness: {error}")))?;
+            proto::handshake(
+                &mut stream,
+                &self.tier_key,
+                nonce,
+                &mut self.read_buf,
+                max_frame_len,
+            )
+            .map_err(handshake_error)?;
+            self.authenticated = true;
+            // The handshake used ids 1 and 2.
+            self.next_request_id = 2;
+        }
         self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
         let id = self.next_request_id;
         // The request's id goes along, so that tcp-server's log lines about it carry it too.
         let trace = service::logging::request_id()
             .and_then(|id| Trace::new(&id))
             .unwrap_or_default();
-        let mut stream = Deadline::after(&self.stream, timeout);
         proto::write_frame(&mut stream, id, &trace, request, &mut self.write_buf).map_err(
             |error| match error {
                 proto::WriteError::Io(error) if is_timeout(&error) => ExchangeError::TimedOut,
@@ -168,6 +194,27 @@ impl Connection {
     }
 }
 
+/// What a failed handshake means for the request: nothing of it was sent.
+fn handshake_error(error: HandshakeError) -> ExchangeError {
+    match error {
+        // Refused at the connection bound before reading anything.
+        HandshakeError::Refused(reply) if reply.code == ErrorCode::Busy => ExchangeError::NotSent {
+            busy_retry_ms: Some(reply.retry_after_ms),
+        },
+        HandshakeError::Read(ReadError::Idle) => ExchangeError::TimedOut,
+        HandshakeError::Read(ReadError::Io(error))
+        | HandshakeError::Write(proto::WriteError::Io(error))
+            if is_timeout(&error) =>
+        {
+            ExchangeError::TimedOut
+        }
+        HandshakeError::Read(_) | HandshakeError::Write(_) => ExchangeError::NotSent {
+            busy_retry_ms: None,
+        },
+        error => ExchangeError::Refused(error.to_string()),
+    }
+}
+
 fn is_timeout(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -178,6 +225,7 @@ fn is_timeout(error: &io::Error) -> bool {
 /// Opens and checks sockets to one backend, for the pool.
 pub struct BackendManager {
     address: SocketAddr,
+    tier_key: Arc<TierKey>,
     connect_timeout: Duration,
     max_frame_len: u32,
 }
@@ -197,6 +245,8 @@ impl Manager for BackendManager {
         )?;
         Ok(Connection {
             stream,
+            tier_key: Arc::clone(&self.tier_key),
+            authenticated: false,
             broken: false,
             next_request_id: 0,
             read_buf: Vec::new(),
@@ -241,8 +291,10 @@ pub struct BackendStats {
 }
 
 impl Backends {
-    /// A pool per address; no socket is opened yet.
-    pub fn new(config: &BackendConfig) -> io::Result<Backends> {
+    /// A pool per address; no socket is opened yet. Every socket proves it holds `tier_key`
+    /// before its first request.
+    pub fn new(config: &BackendConfig, tier_key: TierKey) -> io::Result<Backends> {
+        let tier_key = Arc::new(tier_key);
         let mut backends = Vec::with_capacity(config.addresses.len());
         for &address in &config.addresses {
             let pool = Pool::builder()
@@ -254,6 +306,7 @@ impl Backends {
                 .thread_name(format!("backend-{address}"))
                 .build(BackendManager {
                     address,
+                    tier_key: Arc::clone(&tier_key),
                     connect_timeout: config.connect_timeout,
                     max_frame_len: config.max_frame_len,
                 })?;
@@ -340,6 +393,13 @@ impl Backends {
                 Err(ExchangeError::TimedOut) => {
                     log::warn!("backend {} did not answer in time", backend.address);
                     return Err(CallError::Timeout);
+                }
+                Err(ExchangeError::Refused(why)) => {
+                    log::error!(
+                        "backend {}: tier handshake failed, is its tier key ours? {why}",
+                        backend.address
+                    );
+                    index += 1;
                 }
                 Err(ExchangeError::Failed) if idempotent => {
                     log::debug!("backend {} failed a request; trying again", backend.address);

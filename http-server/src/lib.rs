@@ -183,8 +183,14 @@ pub struct Listeners {
 }
 
 /// Serves HTTP on the listeners until `shutdown` is triggered. Build them with [`bind`]: their
-/// socket options are how idle and stalled clients are bounded.
-pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Result<()> {
+/// socket options are how idle and stalled clients are bounded. Every socket to a backend
+/// proves it holds `tier_key` before its first request.
+pub fn run(
+    listeners: Listeners,
+    config: Config,
+    tier_key: proto::TierKey,
+    shutdown: Shutdown,
+) -> io::Result<()> {
     let address = listeners.public.local_addr()?;
     let admin_address = listeners.admin.local_addr()?;
     // Kept to stop the accept loops: tiny_http owns the listeners and has no way to be told.
@@ -195,7 +201,7 @@ pub fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> io::Resu
     let server = Arc::new(server);
     let admin = tiny_http::Server::from_listener(listeners.admin, None)
         .map_err(|error| io::Error::other(error.to_string()))?;
-    let api = Arc::new(Api::new(&config)?);
+    let api = Arc::new(Api::new(&config, tier_key)?);
     log::info!(
         "serving HTTP on {address} (admin: {admin_address}) with {} workers, backends {}",
         config.workers,

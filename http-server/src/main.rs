@@ -23,6 +23,17 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// File holding the tier key this server proves to its backends (GATEHOUSE_TIER_KEY
+    /// instead, if set); the same key as the tcp-servers'.
+    #[arg(
+        long,
+        env = "GATEHOUSE_TIER_KEY_FILE",
+        default_value = ".data/tier-key"
+    )]
+    tier_key_file: std::path::PathBuf,
+    /// Development set-up: create the tier key file (mode 0600) when it is missing.
+    #[arg(long)]
+    dev: bool,
     /// Where the operator's endpoints listen: /metrics (served nowhere else), /healthz and
     /// /readyz. Keep it on loopback or a private network.
     #[arg(long, default_value = "127.0.0.1:9080")]
@@ -158,6 +169,16 @@ fn main() {
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
+    let file = &cli.tier_key_file;
+    let secret = service::secret::load(service::secret::Source {
+        what: "tier key",
+        variable: "GATEHOUSE_TIER_KEY",
+        file,
+        create: cli.dev,
+    })?;
+    let tier_key = proto::TierKey::from_secret(&secret)
+        .with_context(|| format!("the tier key in {}", file.display()))?;
+    log::info!("tier key {}", tier_key.id());
     // tiny_http holds two descriptors per client connection; the default soft limit (often
     // 1024) would run out near 500 connections.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -175,7 +196,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     shutdown
         .stop_on_signals()
         .context("installing signal handlers")?;
-    http_server::run(listeners, config, shutdown).context("serving")
+    http_server::run(listeners, config, tier_key, shutdown).context("serving")
 }
 
 /// An origin as browsers send it: scheme, host and optional port, no path.

@@ -378,11 +378,47 @@ fn an_exhausted_pool_answers_backend_busy() {
 }
 
 #[test]
+fn a_front_with_another_tier_key_is_refused_and_gets_503_and_one_with_ours_shakes_hands_once_per_socket()
+ {
+    let backend = Backend::start();
+    let other = proto::TierKey::from_secret(b"not the backends' tier secret").unwrap();
+    let stranger = Front::start_keyed(config(&[backend.addr]), Duration::from_secs(5), other);
+    for _ in 0..3 {
+        let (answer, took) = timed(|| login(&stranger, "nobody", PASSWORD));
+        assert_retry_later(&answer, "backend_unavailable");
+        assert!(took < UNAVAILABLE_WITHIN, "took {took:?}");
+    }
+    assert_eq!(tcp_requests(&backend, "login"), 0.0, "nothing was served");
+    assert!(tcp_requests(&backend, "hello") >= 3.0);
+    assert_eq!(tcp_requests(&backend, "authenticate"), 0.0);
+
+    let front = Front::start(&[backend.addr]);
+    for _ in 0..40 {
+        send_auth("GET", &front.url("/api/v1/me"), "v1.not-a-session")
+            .assert_error(401, "unauthorized");
+    }
+    // One handshake per pooled socket, not per request (16 sockets at most).
+    let handshakes = tcp_requests(&backend, "authenticate");
+    assert!(
+        (1.0..=16.0).contains(&handshakes),
+        "{handshakes} handshakes for 40 requests"
+    );
+}
+
+#[test]
 fn a_backend_at_its_connection_bound_answers_backend_busy() {
     // tcp-server with one worker, whose one connection a client holds.
     let backend = Backend::start_on(TcpListener::bind("127.0.0.1:0").unwrap(), 1);
     let mut holder = TcpStream::connect(backend.addr).unwrap();
     let mut buf = Vec::new();
+    proto::handshake(
+        &mut holder,
+        &testkit::tier_key(),
+        [7; proto::NONCE_LEN],
+        &mut buf,
+        proto::DEFAULT_MAX_FRAME_LEN,
+    )
+    .unwrap();
     proto::write_frame(
         &mut holder,
         7,

@@ -565,6 +565,10 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_http-server"))
             .args(args)
             .env("RUST_LOG", "info")
+            .env(
+                "GATEHOUSE_TIER_KEY",
+                std::str::from_utf8(testkit::TIER_SECRET).unwrap(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

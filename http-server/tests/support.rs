@@ -110,7 +110,8 @@ impl Backend {
             ..ServerConfig::DEFAULT
         };
         let ctx = Arc::new(ctx);
-        let thread = thread::spawn(move || server::run(listeners, &config, ctx, stop));
+        let thread =
+            thread::spawn(move || server::run(listeners, &config, ctx, testkit::tier_key(), stop));
         Backend {
             addr,
             admin,
@@ -194,6 +195,12 @@ impl Front {
     }
 
     pub fn start_with(config: Config, idle_timeout: Duration) -> Front {
+        Front::start_keyed(config, idle_timeout, testkit::tier_key())
+    }
+
+    /// A front that proves `tier_key` to its backends (the test backends hold
+    /// `testkit::tier_key()`).
+    pub fn start_keyed(config: Config, idle_timeout: Duration, tier_key: proto::TierKey) -> Front {
         let listen = || {
             http_server::bind(&Listen {
                 address: "127.0.0.1:0".parse().unwrap(),
@@ -211,7 +218,7 @@ impl Front {
         let admin = listeners.admin.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = thread::spawn(move || http_server::run(listeners, config, stop));
+        let thread = thread::spawn(move || http_server::run(listeners, config, tier_key, stop));
         Front {
             addr,
             base: format!("http://{addr}"),

@@ -10,9 +10,10 @@ use crate::wire::Reader;
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"GH";
 
-/// The protocol version this build speaks. Version 2 added the trace at the end of every body;
-/// a peer of version 1 gets `UnsupportedVersion` from this one, and this one from it.
-pub const VERSION: u8 = 2;
+/// The protocol version this build speaks. Version 2 added the trace at the end of every body,
+/// version 3 the tier handshake; a peer of another version gets `UnsupportedVersion` from this
+/// one, and this one from it.
+pub const VERSION: u8 = 3;
 
 /// The longest trace, in bytes.
 pub const MAX_TRACE_LEN: usize = 64;

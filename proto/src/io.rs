@@ -8,6 +8,8 @@ use thiserror::Error;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{self, Frame, HEADER_LEN, Message, Trace};
+use crate::handshake::{NONCE_LEN, TierKey};
+use crate::message::{Authenticate, ErrorCode, ErrorReply, Hello, Request, Response};
 
 /// A read buffer grown past this by a large frame (a picture) is shrunk back after the frame is
 /// decoded, so a connection that once carried a picture does not hold megabytes.
@@ -57,6 +59,89 @@ pub fn write_frame<W: Write + ?Sized, M: Message>(
     frame::encode(request_id, trace, message, buf)?;
     writer.write_all(buf)?;
     Ok(())
+}
+
+/// Why [`handshake`] did not authenticate a connection.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// Sending a handshake frame failed.
+    #[error("sending the handshake: {0}")]
+    Write(#[from] WriteError),
+    /// Reading the server's answer failed.
+    #[error("reading the handshake's answer: {0}")]
+    Read(#[from] ReadError),
+    /// The server answered with an error: `Unauthenticated` (it holds another tier key) or
+    /// `Busy` (it refused the connection at its bound).
+    #[error("refused: {} ({:?})", .0.message, .0.code)]
+    Refused(ErrorReply),
+    /// The server's proof was wrong: it does not hold our tier key.
+    #[error("the server did not prove that it holds the tier key")]
+    BadServerProof,
+    /// The server answered with something that is not part of the handshake.
+    #[error("unexpected answer during the handshake")]
+    Unexpected,
+}
+
+impl HandshakeError {
+    /// The refusal's code, when the server refused.
+    pub fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            HandshakeError::Refused(reply) => Some(reply.code),
+            _ => None,
+        }
+    }
+}
+
+/// The client's side of the tier handshake (PROTOCOL.md, "The tier handshake"): `Hello` with
+/// `nonce` (fresh random bytes), checks the server's proof in its `Challenge`, then
+/// `Authenticate` with ours. Uses request ids 1 and 2. On success the connection carries
+/// requests; on any error it must be closed.
+pub fn handshake<S: Read + Write + ?Sized>(
+    stream: &mut S,
+    key: &TierKey,
+    nonce: [u8; NONCE_LEN],
+    buf: &mut Vec<u8>,
+    max_frame_len: u32,
+) -> Result<(), HandshakeError> {
+    let hello = Request::Hello(Hello {
+        key_id: key.id().to_owned(),
+        nonce: nonce.to_vec(),
+    });
+    write_frame(stream, 1, &Trace::NONE, &hello, buf)?;
+    let challenge = match read_frame::<_, Response>(stream, buf, max_frame_len)? {
+        Frame {
+            message: Response::Error(reply),
+            ..
+        } => return Err(HandshakeError::Refused(reply)),
+        Frame {
+            request_id: 1,
+            message: Response::Hello(challenge),
+            ..
+        } => challenge,
+        _ => return Err(HandshakeError::Unexpected),
+    };
+    if challenge.nonce.len() != NONCE_LEN
+        || !key.verify_server_proof(&nonce, &challenge.nonce, &challenge.proof)
+    {
+        return Err(HandshakeError::BadServerProof);
+    }
+    let authenticate = Request::Authenticate(Authenticate {
+        proof: key.client_proof(&nonce, &challenge.nonce),
+    });
+    write_frame(stream, 2, &Trace::NONE, &authenticate, buf)?;
+    match read_frame::<_, Response>(stream, buf, max_frame_len)? {
+        Frame {
+            message: Response::Error(reply),
+            ..
+        } => Err(HandshakeError::Refused(reply)),
+        Frame {
+            request_id: 2,
+            message: Response::Authenticate(()),
+            ..
+        } => Ok(()),
+        _ => Err(HandshakeError::Unexpected),
+    }
 }
 
 /// Reads exactly one frame, reusing `buf` for its bytes. Never reads past the frame's end, so no

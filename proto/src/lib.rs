@@ -13,9 +13,12 @@
 //!   name, the layout of the request and of its answer), the thin [`Request`] and [`Response`]
 //!   enums over them (made from the list of those files, see `build.rs` and
 //!   [`for_each_operation!`]), and the shared types ([`Profile`], [`Secret`], [`ErrorCode`]).
+//! - `handshake`: the tier key ([`TierKey`]) and the proofs of the tier handshake that opens
+//!   every connection (`Hello`, `Authenticate`).
 //! - `wire`: the field encodings (integers, strings, blobs, options).
 //! - `error`: [`DecodeError`] and [`EncodeError`].
-//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, and
+//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, the
+//!   client's side of the tier handshake ([`handshake`]), and
 //!   [`Deadline`], a TCP stream with one deadline for a whole exchange: the only code here that
 //!   performs I/O.
 //!
@@ -34,6 +37,7 @@
 
 mod error;
 mod frame;
+mod handshake;
 mod io;
 pub mod message;
 mod wire;
@@ -43,8 +47,13 @@ pub use frame::{
     DEFAULT_MAX_FRAME_LEN, Frame, HEADER_LEN, MAGIC, MAX_TRACE_LEN, Message, Trace, VERSION,
     decode, decode_with_limit, encode,
 };
-pub use io::{Deadline, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, read_frame, write_frame};
+pub use handshake::{MIN_TIER_SECRET_LEN, NONCE_LEN, TierKey, TierKeyTooShort};
+pub use io::{
+    Deadline, HandshakeError, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, handshake,
+    read_frame, write_frame,
+};
 pub use message::get_picture::Picture;
+pub use message::hello::Challenge;
 pub use message::login::Session;
 pub use message::*;
 pub use wire::MAX_STRING_LEN;

@@ -300,6 +300,9 @@ pub enum ErrorCode {
     Unavailable = 4,
     /// A bug or unexpected failure on the server.
     Internal = 5,
+    /// The peer has not proved it holds the tier key (no handshake, an unknown key, a wrong
+    /// proof); the server closes the connection after this reply.
+    Unauthenticated = 6,
     /// The username breaks the username rules.
     InvalidUsername = 100,
     /// The password breaks the password rules.
@@ -326,12 +329,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in tag order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::Malformed,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Busy,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::Unauthenticated,
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
         ErrorCode::InvalidNickname,

@@ -444,10 +444,10 @@ fn read_frame_reports_invalid_frames_with_the_request_id() {
         other => panic!("expected UnknownKind, got {other:?}"),
     }
 
-    let mut reader = Cursor::new(header(3, kind::PING, 79, 0));
+    let mut reader = Cursor::new(header(2, kind::PING, 79, 0));
     match read::<Request, _>(&mut reader, &mut Vec::new()) {
         Err(ReadError::Decode(e)) => {
-            assert_eq!(e.kind(), &DecodeErrorKind::UnsupportedVersion(3));
+            assert_eq!(e.kind(), &DecodeErrorKind::UnsupportedVersion(2));
             assert_eq!(e.reply_code(), ErrorCode::UnsupportedVersion);
         }
         other => panic!("expected UnsupportedVersion, got {other:?}"),
@@ -587,4 +587,84 @@ proptest! {
         }
         prop_assert!(matches!(read::<Request, _>(&mut reader, &mut buf), Err(ReadError::Closed)));
     }
+}
+
+/// A server whose answers are written in advance; what the client sends is kept.
+struct Peer {
+    answers: Cursor<Vec<u8>>,
+    sent: Vec<u8>,
+}
+
+impl Read for Peer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.answers.read(buf)
+    }
+}
+
+impl Write for Peer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sent.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The client's handshake against a server that knows `server_key`, with the server nonce
+/// fixed: the result, and the requests the client sent.
+fn handshake_with(
+    server_key: &proto::TierKey,
+) -> (Result<(), proto::HandshakeError>, Vec<Request>) {
+    let client_key = proto::TierKey::from_secret(b"the client's tier secret").unwrap();
+    let (client_nonce, server_nonce) = ([1u8; proto::NONCE_LEN], [2u8; proto::NONCE_LEN]);
+    let challenge = Response::Hello(proto::Challenge {
+        nonce: server_nonce.to_vec(),
+        proof: server_key.server_proof(&client_nonce, &server_nonce),
+    });
+    let mut answers = encoded(1, &challenge);
+    answers.extend(encoded(2, &Response::Authenticate(())));
+    let mut peer = Peer {
+        answers: Cursor::new(answers),
+        sent: Vec::new(),
+    };
+    let result = proto::handshake(
+        &mut peer,
+        &client_key,
+        client_nonce,
+        &mut Vec::new(),
+        DEFAULT_MAX_FRAME_LEN,
+    );
+    let mut sent = Cursor::new(peer.sent);
+    let mut requests = Vec::new();
+    while let Ok(frame) =
+        read_frame::<_, Request>(&mut sent, &mut Vec::new(), DEFAULT_MAX_FRAME_LEN)
+    {
+        requests.push(frame.message);
+    }
+    // The client's proof, when it sent one, is right for the nonces.
+    if let Some(Request::Authenticate(authenticate)) = requests.get(1) {
+        assert!(client_key.verify_client_proof(&client_nonce, &server_nonce, &authenticate.proof));
+    }
+    (result, requests)
+}
+
+#[test]
+fn the_client_handshake_checks_the_servers_proof_before_giving_its_own() {
+    let same = proto::TierKey::from_secret(b"the client's tier secret").unwrap();
+    let (result, sent) = handshake_with(&same);
+    result.unwrap();
+    assert!(
+        matches!(&sent[..], [Request::Hello(hello), Request::Authenticate(_)] if hello.key_id == same.id())
+    );
+
+    // A server with another key cannot make the proof: the client stops after Hello, so an
+    // impostor never gets a proof it could replay.
+    let other = proto::TierKey::from_secret(b"an impostor's tier secret").unwrap();
+    let (result, sent) = handshake_with(&other);
+    assert!(
+        matches!(result, Err(proto::HandshakeError::BadServerProof)),
+        "{result:?}"
+    );
+    assert!(matches!(&sent[..], [Request::Hello(_)]), "{sent:?}");
 }

@@ -173,6 +173,19 @@ fn request_bodies_follow_the_specification() {
         0x0B,
         b().str("tok").str("pw").u8(1).str("192.0.2.1").u8(0),
     );
+    assert_layout(
+        Request::Hello(proto::Hello {
+            key_id: "0123456789abcdef".into(),
+            nonce: vec![9; 32],
+        }),
+        0x0C,
+        b().str("0123456789abcdef").blob(&[9; 32]),
+    );
+    assert_layout(
+        Request::Authenticate(proto::Authenticate { proof: vec![5; 32] }),
+        0x0D,
+        b().blob(&[5; 32]),
+    );
 }
 
 #[test]
@@ -234,6 +247,15 @@ fn response_bodies_follow_the_specification() {
     );
     assert_layout(Response::LogoutAll(()), 0x8A, b());
     assert_layout(Response::DeleteAccount(()), 0x8B, b());
+    assert_layout(
+        Response::Hello(proto::Challenge {
+            nonce: vec![8; 32],
+            proof: vec![6; 32],
+        }),
+        kind::CHALLENGE,
+        b().blob(&[8; 32]).blob(&[6; 32]),
+    );
+    assert_layout(Response::Authenticate(()), kind::AUTHENTICATED, b());
     assert_layout(
         Response::Error(ErrorReply {
             code: ErrorCode::WeakPassword,
@@ -313,6 +335,13 @@ fn operations_have_the_kinds_and_names_of_the_specification() {
             kind::DELETE_ACCOUNT,
             "delete_account",
         ),
+        (proto::Hello::KIND, proto::Hello::NAME, kind::HELLO, "hello"),
+        (
+            proto::Authenticate::KIND,
+            proto::Authenticate::NAME,
+            kind::AUTHENTICATE,
+            "authenticate",
+        ),
     ];
     for (actual, name, expected, expected_name) in operations {
         assert_eq!((actual, name), (expected, expected_name));
@@ -333,6 +362,7 @@ fn error_code_values_match_the_specification() {
         (ErrorCode::Busy, 3),
         (ErrorCode::Unavailable, 4),
         (ErrorCode::Internal, 5),
+        (ErrorCode::Unauthenticated, 6),
         (ErrorCode::InvalidUsername, 100),
         (ErrorCode::InvalidPassword, 101),
         (ErrorCode::InvalidNickname, 102),
@@ -366,14 +396,14 @@ fn worked_examples_in_the_specification_are_exact() {
     proto::encode(42, &trace, &login, &mut traced).unwrap();
     assert_eq!(
         hex(&traced),
-        "47 48 02 03 00 00 00 2a 00 00 00 19 \
+        "47 48 03 03 00 00 00 2a 00 00 00 19 \
          00 05 61 6c 69 63 65 00 07 68 75 6e 74 65 72 32 00 00 00 05 72 65 71 2d 31"
     );
     let (frame, _) = decode::<Request>(&traced).unwrap().unwrap();
     assert_eq!(frame.trace.as_str(), "req-1");
     assert_eq!(
         hex(&encoded(42, &Response::Ping(()))),
-        "47 48 02 81 00 00 00 2a 00 00 00 02 00 00"
+        "47 48 03 81 00 00 00 2a 00 00 00 02 00 00"
     );
     let busy = Response::Error(ErrorReply {
         code: ErrorCode::Busy,
@@ -382,7 +412,7 @@ fn worked_examples_in_the_specification_are_exact() {
     });
     assert_eq!(
         hex(&encoded(43, &busy)),
-        "47 48 02 ff 00 00 00 2b 00 00 00 0e \
+        "47 48 03 ff 00 00 00 2b 00 00 00 0e \
          00 03 00 00 03 e8 00 04 62 75 73 79 00 00"
     );
 }

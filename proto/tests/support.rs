@@ -121,6 +121,8 @@ pub mod kind {
     pub const CHANGE_PASSWORD: u8 = 0x09;
     pub const LOGOUT_ALL: u8 = 0x0A;
     pub const DELETE_ACCOUNT: u8 = 0x0B;
+    pub const HELLO: u8 = 0x0C;
+    pub const AUTHENTICATE: u8 = 0x0D;
     pub const PONG: u8 = 0x81;
     pub const REGISTERED: u8 = 0x82;
     pub const LOGGED_IN: u8 = 0x83;
@@ -132,5 +134,7 @@ pub mod kind {
     pub const PASSWORD_CHANGED: u8 = 0x89;
     pub const LOGGED_OUT_ALL: u8 = 0x8A;
     pub const ACCOUNT_DELETED: u8 = 0x8B;
+    pub const CHALLENGE: u8 = 0x8C;
+    pub const AUTHENTICATED: u8 = 0x8D;
     pub const ERROR: u8 = 0xFF;
 }

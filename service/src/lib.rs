@@ -1,8 +1,9 @@
 //! What both gatehouse servers share about running as a service: [`Shutdown`], the stop that a
-//! signal (or a test) requests and that every part of a server waits on, and the [`logging`]
-//! set-up. Nothing here knows of TCP, HTTP, the protocol or PostgreSQL.
+//! signal (or a test) requests and that every part of a server waits on, the [`logging`]
+//! set-up, and [`secret`] files. Nothing here knows of TCP, HTTP, the protocol or PostgreSQL.
 
 pub mod logging;
+pub mod secret;
 
 use std::io;
 use std::sync::Arc;

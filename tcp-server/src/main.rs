@@ -79,21 +79,15 @@ struct PepperArgs {
     /// File holding the pepper (the Argon2 secret), unless GATEHOUSE_PEPPER is set.
     #[arg(long, env = "GATEHOUSE_PEPPER_FILE", default_value = ".data/pepper")]
     pepper_file: PathBuf,
-    /// Development set-up: create the pepper file (mode 0600) when it is missing.
+    /// Development set-up: create the pepper file and, to serve, the tier key file (mode 0600)
+    /// when they are missing.
     #[arg(long)]
     dev: bool,
 }
 
 impl PepperArgs {
     fn load(&self) -> anyhow::Result<Secrets> {
-        // A GATEHOUSE_PEPPER that is set but unreadable must not fall back to the file: with
-        // --dev that would mint a new pepper and lock every user out.
-        let pepper = match std::env::var("GATEHOUSE_PEPPER") {
-            Ok(value) => Some(value),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(error) => anyhow::bail!("GATEHOUSE_PEPPER: {error}"),
-        };
-        Secrets::load(pepper.as_deref(), &self.pepper_file, self.dev)
+        Secrets::load(&self.pepper_file, self.dev)
     }
 }
 
@@ -153,6 +147,19 @@ struct ServeArgs {
     /// Worker threads: the most connections served at once. Past it, clients get Busy.
     #[arg(long, default_value_t = ServerConfig::DEFAULT.workers as u32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     workers: u32,
+    /// Connections one peer address may hold at once; past it, Busy. Default: a quarter of
+    /// the workers (an http-server holds 16 by default). Raise it when several http-servers
+    /// reach this one from one address (behind NAT).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections_per_peer: Option<u32>,
+    /// File holding the tier key, which http-servers must prove they hold before any request
+    /// (GATEHOUSE_TIER_KEY instead, if set). --dev creates it when missing.
+    #[arg(
+        long,
+        env = "GATEHOUSE_TIER_KEY_FILE",
+        default_value = ".data/tier-key"
+    )]
+    tier_key_file: PathBuf,
     /// Close a connection after this long without a request.
     #[arg(long, default_value_t = ServerConfig::DEFAULT.idle_timeout.into())]
     idle_timeout: Duration,
@@ -292,9 +299,13 @@ impl ServeArgs {
             throttle: self.throttle.config(),
             server: ServerConfig {
                 workers: self.workers as usize,
+                max_per_peer: self
+                    .max_connections_per_peer
+                    .map_or((self.workers as usize / 4).max(1), |max| max as usize),
                 idle_timeout: self.idle_timeout.into(),
                 io_timeout: self.io_timeout.into(),
                 max_frame_len: self.max_frame_len,
+                ..ServerConfig::DEFAULT
             },
             ..Settings::new(&self.database_url)
         }
@@ -342,6 +353,8 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings();
     let secrets = args.pepper.load()?;
+    let tier_key = load_tier_key(&args.tier_key_file, args.pepper.dev)?;
+    log::info!("tier key {}: peers must prove they hold it", tier_key.id());
     if args.migrate {
         let applied = db::migrate(&settings.database_url)?;
         log::info!("applied {applied} migration(s)");
@@ -371,7 +384,26 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     shutdown
         .stop_on_signals()
         .context("installing signal handlers")?;
-    server::run(listeners, &settings.server, Arc::new(ctx), shutdown).context("serving")
+    server::run(
+        listeners,
+        &settings.server,
+        Arc::new(ctx),
+        tier_key,
+        shutdown,
+    )
+    .context("serving")
+}
+
+/// The tier key, from GATEHOUSE_TIER_KEY or `file` (created with `create`).
+fn load_tier_key(file: &std::path::Path, create: bool) -> anyhow::Result<proto::TierKey> {
+    let secret = service::secret::load(service::secret::Source {
+        what: "tier key",
+        variable: "GATEHOUSE_TIER_KEY",
+        file,
+        create,
+    })?;
+    proto::TierKey::from_secret(&secret)
+        .with_context(|| format!("the tier key in {}", file.display()))
 }
 
 /// A listener with a deep accept backlog, so bursts of connections queue in the kernel rather

@@ -40,13 +40,15 @@ pub struct Metrics {
     per_kind: Vec<PerKind>,
     /// Connections handed to a worker.
     pub connections_accepted: Counter,
-    /// Connections refused with `Busy` at the connection bound.
+    /// Connections refused with `Busy` at the connection bound or a peer's share.
     pub connections_refused: Counter,
     /// Connections handed to a worker and not yet finished: the acceptor adds (and judges the
     /// bound by it), the worker subtracts.
     pub connections_active: Gauge,
     /// Frames that could not be decoded.
     pub protocol_errors: Counter,
+    /// Connections closed for failing the tier handshake.
+    pub unauthenticated: Counter,
     /// Logins refused by the throttle.
     pub logins_throttled: Counter,
 }
@@ -96,6 +98,7 @@ impl Metrics {
         let (connections_accepted, connections_refused) = (Counter::default(), Counter::default());
         let connections_active = Gauge::default();
         let (protocol_errors, logins_throttled) = (Counter::default(), Counter::default());
+        let unauthenticated = Counter::default();
         for (name, help, counter) in [
             (
                 "gatehouse_tcp_connections_accepted",
@@ -104,8 +107,13 @@ impl Metrics {
             ),
             (
                 "gatehouse_tcp_connections_refused",
-                "Connections refused with Busy at the connection bound",
+                "Connections refused with Busy at the connection bound or a peer's share",
                 &connections_refused,
+            ),
+            (
+                "gatehouse_tcp_unauthenticated",
+                "Connections closed for failing the tier handshake (no key, another key)",
+                &unauthenticated,
             ),
             (
                 "gatehouse_tcp_protocol_errors",
@@ -132,6 +140,7 @@ impl Metrics {
             connections_refused,
             connections_active,
             protocol_errors,
+            unauthenticated,
             logins_throttled,
         }
     }

@@ -2,13 +2,11 @@
 //! which the session-token and device-token keys are derived. Every tcp-server sharing a
 //! database must share it.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
+use service::secret::Source;
 use sha2::Sha256;
 
 /// Shortest pepper accepted, in bytes.
@@ -43,55 +41,18 @@ impl Secrets {
         })
     }
 
-    /// Reads the pepper from `env_value` when given, else from `file`. With `create`, a missing
-    /// file is created with a random pepper and mode 0600 (development set-ups); without it a
-    /// missing pepper is an error.
-    pub fn load(env_value: Option<&str>, file: &Path, create: bool) -> anyhow::Result<Self> {
-        if let Some(value) = env_value {
-            return Self::from_pepper(value.trim().as_bytes().to_vec());
-        }
-        if !file.exists() {
-            if !create {
-                bail!(
-                    "no pepper: set GATEHOUSE_PEPPER or write one to {} (or pass --dev to create it)",
-                    file.display()
-                );
-            }
-            create_pepper_file(file)?;
-            log::warn!("created a new pepper in {}", file.display());
-        }
-        let mode = fs::metadata(file)
-            .with_context(|| format!("reading {}", file.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "{} is open to other users (mode {:o}): chmod 600 it",
-                file.display(),
-                mode & 0o777
-            );
-        }
-        let text =
-            fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        Self::from_pepper(text.trim().as_bytes().to_vec())
+    /// Reads the pepper from `GATEHOUSE_PEPPER` when set, else from `file` (mode 0600). With
+    /// `create`, a missing file is created with a random pepper (development set-ups); without
+    /// it a missing pepper is an error.
+    pub fn load(file: &Path, create: bool) -> anyhow::Result<Self> {
+        let pepper = service::secret::load(Source {
+            what: "pepper",
+            variable: "GATEHOUSE_PEPPER",
+            file,
+            create,
+        })?;
+        Self::from_pepper(pepper)
     }
-}
-
-fn create_pepper_file(file: &Path) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("creating {}", file.display()))?;
-    writeln!(out, "{hex}").with_context(|| format!("writing {}", file.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -99,43 +60,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dev_pepper_is_created_once_with_mode_0600() {
-        let dir = std::env::temp_dir().join(format!("gatehouse-secrets-{}", std::process::id()));
-        let file = dir.join("pepper");
-        let _ = fs::remove_dir_all(&dir);
-        assert!(
-            Secrets::load(None, &file, false).is_err(),
-            "missing and not dev"
-        );
-        let first = Secrets::load(None, &file, true).unwrap();
-        assert_eq!(
-            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let second = Secrets::load(None, &file, true).unwrap();
-        assert_eq!(first.pepper, second.pepper, "reused, not regenerated");
-        assert_ne!(first.token_key.as_slice(), first.pepper.as_slice());
-        assert_ne!(first.token_key, first.device_key);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_pepper_file_open_to_other_users_is_refused() {
-        let dir = std::env::temp_dir().join(format!("gatehouse-open-{}", std::process::id()));
-        let file = dir.join("pepper");
-        let _ = fs::remove_dir_all(&dir);
-        Secrets::load(None, &file, true).unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-        let error = Secrets::load(None, &file, true).err().unwrap();
-        assert!(error.to_string().contains("chmod 600"), "{error}");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_environment_wins_and_short_peppers_are_refused() {
-        let missing = Path::new("/nonexistent/pepper");
-        let secrets = Secrets::load(Some("0123456789abcdef"), missing, false).unwrap();
+    fn keys_are_derived_apart_and_short_peppers_are_refused() {
+        let secrets = Secrets::from_pepper(b"0123456789abcdef".to_vec()).unwrap();
         assert_eq!(secrets.pepper, b"0123456789abcdef");
-        assert!(Secrets::load(Some("short"), missing, false).is_err());
+        assert_ne!(secrets.token_key.as_slice(), secrets.pepper.as_slice());
+        assert_ne!(secrets.token_key, secrets.device_key);
+        assert!(Secrets::from_pepper(b"short".to_vec()).is_err());
     }
 }

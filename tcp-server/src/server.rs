@@ -1,18 +1,26 @@
 //! The server: an acceptor hands each connection through a channel to one of a fixed set of
 //! worker threads, which serves its requests one after another. The acceptor counts the
-//! connections handed over and not yet finished; at the bound (one per worker) a new connection
-//! gets a `Busy` error frame and is closed at once, so the process never grows threads and no
-//! client hangs silently.
+//! connections handed over and not yet finished, in all and per peer address; at either bound
+//! (one per worker; `max_per_peer` for one address) a new connection gets a `Busy` error frame
+//! and is closed at once, so the process never grows threads, no client hangs silently, and no
+//! one peer can take every worker. A connection is served only after the tier handshake
+//! (PROTOCOL.md): anything else first is answered `Unauthenticated` and the connection closed,
+//! and a peer that does not finish the handshake within `handshake_timeout` is dropped.
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown as SocketShutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown as SocketShutdown, TcpListener, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TrySendError};
-use proto::{Deadline, ErrorCode, ErrorReply, ReadError, Request, Response, Trace};
+use parking_lot::Mutex;
+use proto::{
+    Challenge, Deadline, ErrorCode, ErrorReply, NONCE_LEN, ReadError, Request, Response, TierKey,
+    Trace,
+};
 use service::Shutdown;
 
 use crate::admin;
@@ -27,6 +35,10 @@ const TICK: Duration = Duration::from_millis(200);
 pub struct ServerConfig {
     /// Worker threads, and so the most connections served at once.
     pub workers: usize,
+    /// The most connections one peer address may hold at once.
+    pub max_per_peer: usize,
+    /// The longest a new connection may take to finish the tier handshake.
+    pub handshake_timeout: Duration,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
     /// The longest a frame may take to arrive, or a response to be written.
@@ -39,6 +51,8 @@ impl ServerConfig {
     /// The defaults, which the command line shares.
     pub const DEFAULT: ServerConfig = ServerConfig {
         workers: 256,
+        max_per_peer: 64,
+        handshake_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         io_timeout: Duration::from_secs(10),
         max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
@@ -71,15 +85,19 @@ pub fn run(
     listeners: Listeners,
     config: &ServerConfig,
     ctx: Arc<Context>,
+    tier_key: TierKey,
     shutdown: Shutdown,
 ) -> io::Result<()> {
     let listener = listeners.protocol;
     let address = listener.local_addr()?;
     // Below the bound some worker is free or just finishing, so a queued connection waits
     // microseconds; the capacity equals the bound, so a send never blocks the acceptor.
-    let (handoff, connections) = crossbeam_channel::bounded::<TcpStream>(config.workers);
+    let (handoff, connections) = crossbeam_channel::bounded::<Accepted>(config.workers);
+    let peers = Arc::new(Peers::default());
+    let tier_key = Arc::new(tier_key);
     let mut threads = Vec::with_capacity(config.workers + 3);
     for index in 0..config.workers {
+        let (peers, tier_key) = (Arc::clone(&peers), Arc::clone(&tier_key));
         let (connections, config, ctx, shutdown) = (
             connections.clone(),
             config.clone(),
@@ -89,7 +107,16 @@ pub fn run(
         threads.push(
             thread::Builder::new()
                 .name(format!("worker-{index}"))
-                .spawn(move || work(&connections, &config, &ctx, &shutdown))?,
+                .spawn(move || {
+                    let worker = Worker {
+                        config: &config,
+                        ctx: &ctx,
+                        tier_key: &tier_key,
+                        peers: &peers,
+                        shutdown: &shutdown,
+                    };
+                    work(&connections, &worker);
+                })?,
         );
     }
     threads.push(admin::start(
@@ -130,7 +157,7 @@ pub fn run(
             })?,
     );
     log::info!("serving on {address} with {} workers", config.workers);
-    accept(&listener, &handoff, config, &ctx, &shutdown);
+    accept(&listener, &handoff, config, &ctx, &peers, &shutdown);
     // Closed before the drain, so a connection arriving now is refused by the kernel instead
     // of being completed and never served.
     drop(listener);
@@ -144,16 +171,60 @@ pub fn run(
     Ok(())
 }
 
+/// A connection handed to a worker, with the peer address it counts against.
+struct Accepted {
+    stream: TcpStream,
+    peer: IpAddr,
+}
+
+/// Connections held per peer address. Added to by the acceptor only, taken from by the worker
+/// that finishes a connection.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+impl Peers {
+    /// Counts one more connection of `peer`, unless it holds `max` already.
+    fn admit(&self, peer: IpAddr, max: usize) -> bool {
+        let mut held = self.0.lock();
+        let count = held.entry(peer).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, peer: IpAddr) {
+        let mut held = self.0.lock();
+        if let Some(count) = held.get_mut(&peer) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&peer);
+            }
+        }
+    }
+}
+
+/// What a worker serves connections with.
+struct Worker<'a> {
+    config: &'a ServerConfig,
+    ctx: &'a Context,
+    tier_key: &'a TierKey,
+    peers: &'a Peers,
+    shutdown: &'a Shutdown,
+}
+
 fn accept(
     listener: &TcpListener,
-    handoff: &crossbeam_channel::Sender<TcpStream>,
+    handoff: &crossbeam_channel::Sender<Accepted>,
     config: &ServerConfig,
     ctx: &Context,
+    peers: &Peers,
     shutdown: &Shutdown,
 ) {
     loop {
-        let stream = match listener.accept() {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match listener.accept() {
+            Ok((stream, peer)) => (stream, peer.ip()),
             // Out of file descriptors and the like: back off instead of spinning, keep serving.
             Err(error) => {
                 log::warn!("accept failed: {error}");
@@ -172,17 +243,28 @@ fn accept(
         let active = ctx.metrics.connections_active.get();
         if active >= config.workers as i64 {
             ctx.metrics.connections_refused.inc();
-            refuse_busy(stream);
+            refuse_busy(stream, "the server is at its connection limit");
+            continue;
+        }
+        // One peer (a stray client, a misconfigured http-server) cannot take every worker.
+        if !peers.admit(peer, config.max_per_peer) {
+            ctx.metrics.connections_refused.inc();
+            log::debug!("refused a connection from {peer}: at its share of the workers");
+            refuse_busy(
+                stream,
+                "this peer holds its share of the server's connections",
+            );
             continue;
         }
         ctx.metrics.connections_active.inc();
-        match handoff.try_send(stream) {
+        match handoff.try_send(Accepted { stream, peer }) {
             Ok(()) => {
                 ctx.metrics.connections_accepted.inc();
             }
-            Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
+            Err(TrySendError::Full(accepted) | TrySendError::Disconnected(accepted)) => {
                 ctx.metrics.connections_active.dec();
-                refuse_busy(stream);
+                peers.release(peer);
+                refuse_busy(accepted.stream, "the server is at its connection limit");
             }
         }
     }
@@ -196,11 +278,11 @@ fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
 
 /// Tells a client past the connection bound to come back later, without ever blocking the
 /// acceptor: a fresh socket's send buffer takes the small frame at once.
-fn refuse_busy(mut stream: TcpStream) {
+fn refuse_busy(mut stream: TcpStream, message: &str) {
     let reply = Response::Error(ErrorReply {
         code: ErrorCode::Busy,
         retry_after_ms: 100,
-        message: "the server is at its connection limit".to_owned(),
+        message: message.to_owned(),
     });
     let mut frame = Vec::new();
     if proto::encode(0, &Trace::NONE, &reply, &mut frame).is_ok() {
@@ -210,20 +292,80 @@ fn refuse_busy(mut stream: TcpStream) {
     let _ = stream.shutdown(SocketShutdown::Both);
 }
 
-fn work(
-    connections: &Receiver<TcpStream>,
-    config: &ServerConfig,
-    ctx: &Context,
-    shutdown: &Shutdown,
-) {
-    while let Ok(stream) = connections.recv() {
+fn work(connections: &Receiver<Accepted>, worker: &Worker<'_>) {
+    while let Ok(Accepted { stream, peer }) = connections.recv() {
         // A panic outside `answer` would otherwise end this worker and leak its place in the
         // connection count; the connection is dropped instead.
-        if catch_unwind(AssertUnwindSafe(|| serve(stream, config, ctx, shutdown))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| serve(stream, worker))).is_err() {
             log::error!("a connection's handling panicked; the connection was closed");
         }
         // Counted up by the acceptor when it handed the connection over.
-        ctx.metrics.connections_active.dec();
+        worker.ctx.metrics.connections_active.dec();
+        worker.peers.release(peer);
+    }
+}
+
+/// Where a connection stands in the tier handshake (PROTOCOL.md, "The tier handshake").
+enum Handshake {
+    /// Nothing yet: only `Hello` is answered.
+    Start,
+    /// `Hello` answered with these nonces: only `Authenticate` is answered.
+    Challenged {
+        client: Vec<u8>,
+        server: [u8; NONCE_LEN],
+    },
+    /// Proven: requests are served.
+    Done,
+}
+
+/// Answers one frame of the handshake, or refuses the connection (`Unauthenticated`).
+fn handshake_step(
+    tier_key: &TierKey,
+    state: &mut Handshake,
+    message: Request,
+) -> Result<Response, ErrorReply> {
+    let refuse = |message: String| ErrorReply::new(ErrorCode::Unauthenticated, message);
+    match (std::mem::replace(state, Handshake::Start), message) {
+        (Handshake::Start, Request::Hello(hello)) => {
+            // The ids are derived from the keys and name them without revealing them; saying
+            // ours tells an operator which side holds the wrong file.
+            if hello.key_id != tier_key.id() {
+                return Err(refuse(format!(
+                    "tier key {:?} is not this server's ({})",
+                    hello.key_id,
+                    tier_key.id()
+                )));
+            }
+            if hello.nonce.len() != NONCE_LEN {
+                return Err(refuse(format!("a Hello's nonce is {NONCE_LEN} bytes")));
+            }
+            let mut server = [0u8; NONCE_LEN];
+            getrandom::fill(&mut server)
+                .map_err(|error| ErrorReply::new(ErrorCode::Internal, error.to_string()))?;
+            let proof = tier_key.server_proof(&hello.nonce, &server);
+            *state = Handshake::Challenged {
+                client: hello.nonce,
+                server,
+            };
+            Ok(Response::Hello(Challenge {
+                nonce: server.to_vec(),
+                proof,
+            }))
+        }
+        (Handshake::Challenged { client, server }, Request::Authenticate(authenticate)) => {
+            if tier_key.verify_client_proof(&client, &server, &authenticate.proof) {
+                *state = Handshake::Done;
+                Ok(Response::Authenticate(()))
+            } else {
+                Err(refuse(
+                    "wrong proof: this peer does not hold the tier key".to_owned(),
+                ))
+            }
+        }
+        (_, message) => Err(refuse(format!(
+            "{} before the tier handshake: send Hello, then Authenticate",
+            message.name()
+        ))),
     }
 }
 
@@ -238,10 +380,18 @@ fn answer(ctx: &Context, request: Request) -> Response {
 
 /// Serves one connection's requests in order until it closes, idles out, breaks the protocol
 /// or the server stops.
-fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shutdown) {
+fn serve(stream: TcpStream, worker: &Worker<'_>) {
+    let Worker {
+        config,
+        ctx,
+        shutdown,
+        ..
+    } = *worker;
     let mut read_buf = Vec::new();
     let mut write_buf = Vec::new();
-    let mut last_request = Instant::now();
+    let accepted = Instant::now();
+    let mut last_request = accepted;
+    let mut handshake = Handshake::Start;
     loop {
         // Wait for the first byte of the next request with the short tick timeout, so the stop
         // flag and the idle clock are looked at while nothing happens.
@@ -249,7 +399,11 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
             Ok(0) => return,
             Ok(_) => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if shutdown.requested() || last_request.elapsed() >= config.idle_timeout {
+                // A peer that has not authenticated holds a worker for a short while only.
+                let unproven = !matches!(handshake, Handshake::Done)
+                    && accepted.elapsed() >= config.handshake_timeout;
+                if shutdown.requested() || unproven || last_request.elapsed() >= config.idle_timeout
+                {
                     return;
                 }
                 continue;
@@ -282,6 +436,32 @@ fn serve(stream: TcpStream, config: &ServerConfig, ctx: &Context, shutdown: &Shu
                 return;
             }
         };
+        if !matches!(handshake, Handshake::Done) {
+            let (name, started) = (frame.message.name(), Instant::now());
+            let step = handshake_step(worker.tier_key, &mut handshake, frame.message);
+            ctx.metrics.record(name, started.elapsed(), step.is_err());
+            let (reply, close) = match step {
+                Ok(reply) => (reply, false),
+                Err(refusal) => {
+                    ctx.metrics.unauthenticated.inc();
+                    log::debug!("closing an unauthenticated connection: {}", refusal.message);
+                    (Response::Error(refusal), true)
+                }
+            };
+            let mut writer = Deadline::after(&stream, config.io_timeout);
+            let sent = proto::write_frame(
+                &mut writer,
+                frame.request_id,
+                &Trace::NONE,
+                &reply,
+                &mut write_buf,
+            );
+            if close || sent.is_err() {
+                return;
+            }
+            last_request = Instant::now();
+            continue;
+        }
         let started = Instant::now();
         let name = frame.message.name();
         // Every line logged while answering carries the request's id (http-server's

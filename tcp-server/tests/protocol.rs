@@ -87,7 +87,8 @@ fn connections_past_the_bound_get_busy_at_once() {
     for client in &mut held {
         assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
     }
-    let mut extra = server.client();
+    // Refused before the handshake: the Busy frame comes unasked.
+    let mut extra = Client::connect_unauthenticated(server.addr);
     let frame = extra.read();
     let Response::Error(error) = frame.message else {
         panic!("expected Busy, got {:?}", frame.message);
@@ -100,7 +101,7 @@ fn connections_past_the_bound_get_busy_at_once() {
     held.pop();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let mut client = server.client();
+        let mut client = Client::connect_unauthenticated(server.addr);
         client
             .stream
             .set_read_timeout(Some(Duration::from_millis(300)))
@@ -112,6 +113,7 @@ fn connections_past_the_bound_get_busy_at_once() {
                     .stream
                     .set_read_timeout(Some(Duration::from_secs(10)))
                     .unwrap();
+                client.handshake(&testkit::tier_key()).unwrap();
                 assert_eq!(client.call(Request::Ping(proto::Ping)), Response::Ping(()));
                 break;
             }
@@ -176,7 +178,9 @@ fn the_close_check_tells_a_close_from_a_hang_and_from_more_bytes() {
         // Both stay open until the test is done with them.
         (silent, talking)
     });
-    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    let mut clients: Vec<Client> = (0..4)
+        .map(|_| Client::connect_unauthenticated(addr))
+        .collect();
     assert_eq!(clients[0].ending(CLOSE_WITHIN), Ending::Closed);
     assert_eq!(clients[1].ending(CLOSE_WITHIN), Ending::Closed);
     assert_eq!(

@@ -16,8 +16,8 @@ use tcp_server::password::{Hasher, PasswordParams};
 use tcp_server::seed;
 
 use crate::support::{
-    FAST, FreshDatabase, PEPPER, TestServer, context, context_sized, database_url, eventually,
-    header, server_config, unique_name,
+    FAST, FreshDatabase, PEPPER, TestServer, authenticated_stream, context, context_sized,
+    database_url, eventually, header, server_config, unique_name,
 };
 
 fn small_context(url: &str, pool_size: u32) -> Context {
@@ -54,7 +54,7 @@ fn signed_in(ctx: &Context) -> Secret {
 }
 
 fn ping_new_connection(addr: SocketAddr) -> proto::Frame<Response> {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut stream = authenticated_stream(addr);
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -108,7 +108,7 @@ fn shutdown_finishes_while_a_client_keeps_sending_requests() {
     let pinger = {
         let (stop, answered) = (Arc::clone(&stop_pinging), Arc::clone(&answered));
         thread::spawn(move || {
-            let mut stream = TcpStream::connect(addr).unwrap();
+            let mut stream = authenticated_stream(addr);
             stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();

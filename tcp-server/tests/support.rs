@@ -127,7 +127,9 @@ impl TestServer {
         let admin = listeners.admin.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = thread::spawn(move || server::run(listeners, &config, Arc::new(ctx), stop));
+        let thread = thread::spawn(move || {
+            server::run(listeners, &config, Arc::new(ctx), testkit::tier_key(), stop)
+        });
         TestServer {
             addr,
             admin,
@@ -166,6 +168,12 @@ impl Drop for TestServer {
     }
 }
 
+/// A raw stream to `addr` that has made the tier handshake with the test tier key, for tests
+/// that write frames themselves.
+pub fn authenticated_stream(addr: SocketAddr) -> TcpStream {
+    Client::connect(addr).stream
+}
+
 /// A protocol client over one connection.
 pub struct Client {
     pub stream: TcpStream,
@@ -175,15 +183,40 @@ pub struct Client {
 }
 
 impl Client {
+    /// A connection that has made the tier handshake with the test tier key.
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
+        let mut client = Client::connect_unauthenticated(addr);
+        client.handshake(&testkit::tier_key()).unwrap();
+        client
+    }
+
+    /// A connection that has not made the tier handshake.
+    pub fn connect_unauthenticated(addr: SocketAddr) -> Self {
+        Client::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A client over a connected stream that has not made the tier handshake.
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         Client {
             stream,
-            next_id: 1,
+            next_id: 3,
             read_buf: Vec::new(),
             write_buf: Vec::new(),
         }
+    }
+
+    /// The tier handshake with `key` (request ids 1 and 2).
+    pub fn handshake(&mut self, key: &proto::TierKey) -> Result<(), proto::HandshakeError> {
+        let mut nonce = [0u8; proto::NONCE_LEN];
+        nonce.fill_with(|| fastrand::u8(..));
+        proto::handshake(
+            &mut self.stream,
+            key,
+            nonce,
+            &mut self.read_buf,
+            proto::DEFAULT_MAX_FRAME_LEN,
+        )
     }
 
     /// Sends a request and reads its response, checking the echoed request id.

@@ -12,3 +12,4 @@ mod regressions;
 mod seeding;
 mod support;
 mod throttle;
+mod tier;

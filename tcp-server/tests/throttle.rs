@@ -33,8 +33,14 @@ impl Binary {
             .args(["serve", "--listen", &addr.to_string()])
             .args(["--admin-listen", &admin.to_string()])
             .args(["--argon2-memory-kib", "8", "--workers", "32"])
+            // Every client of the test connects from 127.0.0.1.
+            .args(["--max-connections-per-peer", "32"])
             .env("DATABASE_URL", database_url())
             .env("GATEHOUSE_PEPPER", std::str::from_utf8(PEPPER).unwrap())
+            .env(
+                "GATEHOUSE_TIER_KEY",
+                std::str::from_utf8(testkit::TIER_SECRET).unwrap(),
+            )
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -21,6 +21,14 @@ use tcp_server::throttle::ThrottleConfig;
 /// The pepper of every test context: tests that forge tokens derive the signing key from it.
 pub const PEPPER: &[u8] = b"a test pepper of enough length";
 
+/// The tier secret of every test server and client.
+pub const TIER_SECRET: &[u8] = b"a test tier secret of enough length";
+
+/// The tier key of every test server and client.
+pub fn tier_key() -> proto::TierKey {
+    proto::TierKey::from_secret(TIER_SECRET).expect("the test tier secret is long enough")
+}
+
 /// The cheapest password parameters the server accepts, to keep tests fast.
 pub const FAST: PasswordParams = PasswordParams {
     memory_kib: 64,

@@ -262,6 +262,7 @@ fn run_round(
         let tcp_server = start_fresh(&format!("{label}-tcp-server"), command, out)?;
         let mut command = Command::new(&binaries.http_server);
         command
+            .args(dev(&binaries.http_server))
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(["--admin-listen", &format!("127.0.0.1:{http_admin}")])
             .args(["--backend", &format!("127.0.0.1:{tcp}")]);
@@ -307,6 +308,15 @@ fn run_round(
         tcp.stop(Duration::from_secs(15));
     }
     Ok(samples.map(|sample| sample.expect("both loads reported")))
+}
+
+/// `--dev` for an http-server that knows it (one from before the tier handshake does not).
+fn dev(http_server: &Path) -> Vec<&'static str> {
+    let help = Command::new(http_server).arg("--help").output();
+    match help {
+        Ok(output) if String::from_utf8_lossy(&output.stdout).contains("--dev") => vec!["--dev"],
+        _ => Vec::new(),
+    }
 }
 
 /// CPU time (user and system, clock ticks) of each stack's tcp-server and http-server.

@@ -166,6 +166,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut http = {
         let mut command = Command::new(&binaries.http_server);
         command
+            .arg("--dev")
             .args(["--listen", &format!("127.0.0.1:{}", ports.http)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", ports.http_admin)])
             .args(["--backend", &format!("127.0.0.1:{}", ports.tcp)]);

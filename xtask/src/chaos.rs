@@ -386,6 +386,7 @@ impl Chaos {
     ) -> anyhow::Result<Process> {
         let mut command = Command::new(&self.binaries.http_server);
         command
+            .arg("--dev")
             .args(["--listen", &format!("127.0.0.1:{HTTP}")])
             .args(["--admin-listen", &format!("127.0.0.1:{HTTP_ADMIN}")])
             .args(extra);

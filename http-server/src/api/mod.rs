@@ -12,7 +12,7 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use proto::{ErrorCode, ErrorReply, Profile, Request, Response};
+use proto::{ErrorCode, ErrorReply, Profile, Request, Response, TierKey};
 use serde::Serialize;
 
 use crate::Config;
@@ -66,9 +66,9 @@ struct StatusBody {
 }
 
 impl Api {
-    pub fn new(config: &Config) -> io::Result<Api> {
+    pub fn new(config: &Config, tier_key: TierKey) -> io::Result<Api> {
         Ok(Api {
-            backends: Backends::new(&config.backend)?,
+            backends: Backends::new(&config.backend, tier_key)?,
             metrics: Metrics::new(),
             max_json_body: config.max_json_body,
             max_picture_body: config.max_picture_body,
@@ -183,7 +183,9 @@ fn from_reply(reply: ErrorReply) -> ApiError {
             return ApiError::new(ApiCode::BackendUnavailable, reply.message)
                 .retry_after(retry_after);
         }
-        ErrorCode::Malformed | ErrorCode::UnsupportedVersion => {
+        // Unauthenticated on a request can only follow a failed handshake, which the backend
+        // pool turns into an unavailable backend; either way a deployment fault.
+        ErrorCode::Malformed | ErrorCode::UnsupportedVersion | ErrorCode::Unauthenticated => {
             log::error!("a backend refused our frame: {}", reply.message);
             return ApiError::new(
                 ApiCode::BadGateway,

@@ -1,0 +1,13 @@
+//! Hello on a connection that has finished the tier handshake: the handshake comes once, and
+//! the connection loop (`server.rs`) answers it before any operation; here it is only refused.
+
+use proto::{Challenge, ErrorCode, Hello};
+
+use super::{Context, OpError};
+
+pub(super) fn run(_ctx: &Context, _hello: Hello) -> Result<Challenge, OpError> {
+    Err(OpError::new(
+        ErrorCode::Malformed,
+        "the tier handshake is done on this connection",
+    ))
+}
