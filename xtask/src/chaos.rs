@@ -985,16 +985,26 @@ enum LoginAnswer {
 }
 
 impl ProtoClient {
+    /// A connection that has made the tier handshake with the key the servers' `--dev` made.
     fn connect(port: u16, timeout: Duration) -> anyhow::Result<ProtoClient> {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let stream = TcpStream::connect_timeout(&address, timeout)?;
+        let mut stream = TcpStream::connect_timeout(&address, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
+        let mut buf = Vec::new();
+        proto::handshake(
+            &mut stream,
+            tier_key()?,
+            std::array::from_fn(|_| fastrand::u8(..)),
+            &mut buf,
+            proto::DEFAULT_MAX_FRAME_LEN,
+        )?;
         Ok(ProtoClient {
             stream,
-            buf: Vec::new(),
-            request_id: 0,
+            buf,
+            // The handshake used ids 1 and 2.
+            request_id: 2,
         })
     }
 
@@ -1042,6 +1052,24 @@ impl ProtoClient {
             other => bail!("a login was answered {other:?}"),
         }
     }
+}
+
+/// The tier key the servers hold: `.data/tier-key`, which their `--dev` creates.
+fn tier_key() -> anyhow::Result<&'static proto::TierKey> {
+    static KEY: std::sync::OnceLock<proto::TierKey> = std::sync::OnceLock::new();
+    if let Some(key) = KEY.get() {
+        return Ok(key);
+    }
+    let file = stack::root().join(".data/tier-key");
+    // As the servers read it: the variable wins over the file.
+    let secret = match std::env::var("GATEHOUSE_TIER_KEY") {
+        Ok(secret) => secret,
+        Err(_) => std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {} (tcp-server --dev creates it)", file.display()))?,
+    };
+    let key = proto::TierKey::from_secret(secret.trim().as_bytes())
+        .with_context(|| format!("the tier key in {}", file.display()))?;
+    Ok(KEY.get_or_init(|| key))
 }
 
 /// Whether a tcp-server answers Ping with Pong (it does only while its database answers).
