@@ -7,7 +7,9 @@
 //! 3. login-random and login-fixed, closed loop;
 //! 4. login-random, open loop at `--rate`;
 //! 5. profile, register and change-password, closed loop;
-//! 6. peak RSS and threads of both servers.
+//! 6. login-fixed again with tcp-server restarted at `--argon2 owasp`, against the bound the hash
+//!    itself sets (cores / verify time, the verify time measured here in this run);
+//! 7. peak RSS and threads of both servers.
 //!
 //! It writes a markdown table (bench.md) and everything as JSON (bench.json, with one loadtest
 //! report per run, and each run's JSON and SVG beside it) under `--out`, prints the table, and
@@ -103,6 +105,14 @@ struct Runs {
     profile: Report,
     register: Report,
     change_password: Report,
+    login_owasp: Report,
+}
+
+/// One verification's median time, in seconds, at each preset, measured in this process
+/// before the loads (one thread, nothing else running): what the hash bound is made of.
+struct VerifyTimes {
+    fast: f64,
+    owasp: f64,
 }
 
 /// Everything the table shows.
@@ -117,6 +127,7 @@ struct Results {
     rss_kib: (u64, u64),
     /// Peak threads, sampled each second: tcp-server, http-server.
     threads: (u64, u64),
+    verify: VerifyTimes,
     runs: Runs,
 }
 
@@ -148,10 +159,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;
     let _ = fs::remove_file(out.join("loadtest.txt"));
-    let mut tcp = {
+    say("argon2id: timing one verification at each preset (the hash bound of the owasp run)");
+    let verify = VerifyTimes::measure()?;
+    let start_tcp = |preset: &str| {
         let mut command = Command::new(&binaries.tcp_server);
         command
-            .args(["serve", "--migrate", "--dev"])
+            .args(["serve", "--migrate", "--dev", "--argon2", preset])
             .args(["--listen", &format!("127.0.0.1:{}", ports.tcp)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", ports.tcp_admin)])
             // The register run spreads its connections over many loopback addresses (20
@@ -161,8 +174,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .args(["--register-global-rate", "1000000"])
             .args(["--register-global-burst", "1000000"])
             .env("DATABASE_URL", &database_url);
-        start_fresh("tcp-server", command, &out)?
+        start_fresh(&format!("tcp-server-{preset}"), command, &out)
     };
+    let mut tcp = start_tcp("fast")?;
     let mut http = {
         let mut command = Command::new(&binaries.http_server);
         command
@@ -226,39 +240,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let connections = args.connections as usize;
     let spec = |step, duration| Spec::new(step, args.users, connections, duration);
     let measure = |name: &str, spec: Spec| measure(name, &spec, ports.http, &out);
-    let runs = Runs {
-        health: measure(
-            "health",
-            Spec {
-                warmup: Duration::from_secs(2),
-                ..spec(Step::Health, args.short)
-            },
-        )?,
-        login_random: measure("login-random", spec(Step::LoginRandom, args.duration))?,
-        login_fixed: measure("login-fixed", spec(Step::LoginFixed, args.duration))?,
-        login_open: measure(
-            "login-open",
-            Spec {
-                rate: Some(f64::from(args.rate)),
-                ..spec(Step::LoginRandom, args.duration)
-            },
-        )?,
-        profile: measure("profile", spec(Step::Profile, args.short))?,
-        register: measure(
-            "register",
-            Spec {
-                spread_sources: Some(20),
-                ..spec(Step::Register, args.short)
-            },
-        )?,
-        change_password: measure(
-            "change-password",
-            Spec {
-                spread_sources: Some(20),
-                ..spec(Step::ChangePassword, args.short)
-            },
-        )?,
-    };
+    let health = measure(
+        "health",
+        Spec {
+            warmup: Duration::from_secs(2),
+            ..spec(Step::Health, args.short)
+        },
+    )?;
+    let login_random = measure("login-random", spec(Step::LoginRandom, args.duration))?;
+    let login_fixed = measure("login-fixed", spec(Step::LoginFixed, args.duration))?;
+    let login_open = measure(
+        "login-open",
+        Spec {
+            rate: Some(f64::from(args.rate)),
+            ..spec(Step::LoginRandom, args.duration)
+        },
+    )?;
+    let profile = measure("profile", spec(Step::Profile, args.short))?;
+    let register = measure(
+        "register",
+        Spec {
+            spread_sources: Some(20),
+            ..spec(Step::Register, args.short)
+        },
+    )?;
+    let change_password = measure(
+        "change-password",
+        Spec {
+            spread_sources: Some(20),
+            ..spec(Step::ChangePassword, args.short)
+        },
+    )?;
 
     let vm_hwm = |server: &Process| {
         server
@@ -267,7 +279,33 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     let rss_kib = (vm_hwm(&tcp)?, vm_hwm(&http)?);
     let threads = peaks.finish();
+
+    // The owasp preset: tcp-server restarted with it, the same 200 users as login-fixed. Their
+    // first login re-hashes them at owasp, which the long warm-up covers; the next run at fast
+    // re-hashes them back the same way. http-server's pooled sockets to the old process are
+    // found closed and replaced.
+    say("restarting tcp-server with --argon2 owasp");
+    tcp.stop(Duration::from_secs(15));
+    tcp = start_tcp("owasp")?;
+    wait_ready(&mut tcp, &mut http, ports.http)?;
+    let login_owasp = measure(
+        "login-owasp",
+        Spec {
+            warmup: Duration::from_secs(20),
+            ..spec(Step::LoginFixed, args.short)
+        },
+    )?;
     drop((http, tcp));
+    let runs = Runs {
+        health,
+        login_random,
+        login_fixed,
+        login_open,
+        profile,
+        register,
+        change_password,
+        login_owasp,
+    };
 
     let results = Results {
         machine: Machine::this()?,
@@ -278,6 +316,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         wrk_rps,
         rss_kib,
         threads,
+        verify,
         runs,
     };
     let table = render(&results);
@@ -370,6 +409,31 @@ fn measure(name: &str, spec: &Spec, port: u16, out: &Path) -> anyhow::Result<Rep
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("drawing {}", svg.display()))?;
     Ok(report)
+}
+
+impl VerifyTimes {
+    /// The median of a few verifications at each preset, with a throw-away pepper.
+    fn measure() -> anyhow::Result<VerifyTimes> {
+        use tcp_server::password::{Hasher, PasswordParams, Verified};
+        let median = |params: PasswordParams, rounds: usize| -> anyhow::Result<f64> {
+            let hasher = Hasher::new(params, b"a pepper to time verifications".to_vec(), 1)?;
+            let stored = hasher.hash("correct horse battery staple")?;
+            let mut times: Vec<f64> = (0..rounds)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let verified = hasher.verify("correct horse battery staple", &stored);
+                    debug_assert!(matches!(verified, Verified::Match { .. }));
+                    started.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            Ok(times[times.len() / 2])
+        };
+        Ok(VerifyTimes {
+            fast: median(PasswordParams::DEFAULT, 401)?,
+            owasp: median(PasswordParams::OWASP, 21)?,
+        })
+    }
 }
 
 /// The most threads each server had, sampled each second while the loads run.
@@ -592,10 +656,19 @@ fn render(results: &Results) -> String {
             runs.login_random.throughput / pgbench_tps
         ),
     );
+    let cores = m.cores as f64;
+    let bound = |verify: f64| cores / verify;
+    let fast_bound = bound(results.verify.fast);
     row(
         "login-fixed (200 users), closed loop",
         &runs.login_fixed,
-        "",
+        &format!(
+            "`--argon2 fast`: {:.2} of the hash bound ({} logins/s: {} cores / {:.0} µs per verification)",
+            runs.login_fixed.ok_throughput / fast_bound,
+            grouped(fast_bound.round() as u64),
+            m.cores,
+            results.verify.fast * 1e6
+        ),
     );
     row(
         &format!("login-random, open loop at {}/s", results.rate),
@@ -615,6 +688,24 @@ fn render(results: &Results) -> String {
         "change-password (PUT /api/v1/me/password), closed loop",
         &runs.change_password,
         "each connection on an account of its own, registered first (not counted)",
+    );
+    let owasp = &runs.login_owasp;
+    let owasp_bound = bound(results.verify.owasp);
+    let count = |outcome: &str| owasp.outcomes.get(outcome).copied().unwrap_or(0);
+    row(
+        "login-fixed (200 users), `--argon2 owasp`, closed loop",
+        owasp,
+        &format!(
+            "{:.0} logins/s, {:.2} of the hash bound ({:.0}/s: {} cores / {:.1} ms); the rest quick 503s \
+             ({}), {} time-outs; loadtest retries a 503 at once",
+            owasp.ok_throughput,
+            owasp.ok_throughput / owasp_bound,
+            owasp_bound,
+            m.cores,
+            results.verify.owasp * 1e3,
+            grouped(count("503")),
+            count("timeout")
+        ),
     );
     row(
         "GET /healthz (loadtest)",
@@ -659,7 +750,9 @@ fn to_json(results: &Results) -> serde_json::Value {
             "profile": runs.profile,
             "register": runs.register,
             "change-password": runs.change_password,
+            "login-owasp": runs.login_owasp,
         },
+        "verify_seconds": {"fast": results.verify.fast, "owasp": results.verify.owasp},
     })
 }
 
@@ -750,6 +843,10 @@ mod tests {
             wrk_rps: 73_892.1,
             rss_kib: (32 * 1024, 75 * 1024),
             threads: (262, 1025),
+            verify: VerifyTimes {
+                fast: 45e-6,
+                owasp: 24.2e-3,
+            },
             runs: Runs {
                 health: report(78_992.0),
                 login_random: report(13_315.2),
@@ -758,6 +855,7 @@ mod tests {
                 profile: report(19_033.0),
                 register: report(7_819.0),
                 change_password: report(2_000.0),
+                login_owasp: fake_report(75.0, 900, &[("200", 75), ("503", 900)]),
             },
         };
         let table = render(&results);
@@ -780,7 +878,8 @@ mod tests {
         assert_eq!(
             lines[6],
             "| login-fixed (200 users), closed loop | 13,669 | 0 | 74.62 | 85.57 | 92.86 | \
-             158.97 |  |"
+             158.97 | `--argon2 fast`: 0.31 of the hash bound (44,444 logins/s: 2 cores / 45 µs \
+             per verification) |"
         );
         assert!(lines[7].starts_with("| login-random, open loop at 3000/s | 3,000 |"));
         assert!(lines[7].ends_with("| 0 late sends; latency from the intended send time |"));
@@ -788,19 +887,27 @@ mod tests {
             lines[10]
                 .starts_with("| change-password (PUT /api/v1/me/password), closed loop | 2,000 |")
         );
-        assert!(lines[11].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
-        assert_eq!(lines.len(), 15);
         assert_eq!(
-            lines[13],
+            lines[11],
+            "| login-fixed (200 users), `--argon2 owasp`, closed loop | 75 | 900 | 74.62 | 85.57 \
+             | 92.86 | 158.97 | 75 logins/s, 0.91 of the hash bound (83/s: 2 cores / 24.2 ms); \
+             the rest quick 503s (900), 0 time-outs; loadtest retries a 503 at once |"
+        );
+        assert!(lines[12].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 16);
+        assert_eq!(
+            lines[14],
             "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
         );
         assert_eq!(
-            lines[14],
+            lines[15],
             "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
              tcp-server 262, http-server 1025."
         );
         let json = to_json(&results);
         assert_eq!(json["peak_rss_kib"]["http_server"], 75 * 1024);
         assert_eq!(json["runs"]["login-random"]["throughput"], 13_315.2);
+        assert_eq!(json["runs"]["login-owasp"]["ok_throughput"], 75.0);
+        assert_eq!(json["verify_seconds"]["owasp"], 24.2e-3);
     }
 }
