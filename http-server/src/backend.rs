@@ -208,9 +208,14 @@ fn handshake_error(error: HandshakeError) -> ExchangeError {
         {
             ExchangeError::TimedOut
         }
-        HandshakeError::Read(_) | HandshakeError::Write(_) => ExchangeError::NotSent {
-            busy_retry_ms: None,
-        },
+        // A socket found closed or broken: as stale as one found closed before a request.
+        HandshakeError::Read(ReadError::Io(_) | ReadError::Closed) | HandshakeError::Write(_) => {
+            ExchangeError::NotSent {
+                busy_retry_ms: None,
+            }
+        }
+        // Another key, a backend that is not a tcp-server we trust, or one of another protocol
+        // version (its answer does not decode): a deployment fault, logged as an error.
         error => ExchangeError::Refused(error.to_string()),
     }
 }

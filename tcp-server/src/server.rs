@@ -438,8 +438,13 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
         };
         if !matches!(handshake, Handshake::Done) {
             let (name, started) = (frame.message.name(), Instant::now());
+            // Only the handshake's own steps are counted as requests: an operation refused
+            // before it is not one (it is counted in `unauthenticated`).
+            let counted = matches!(frame.message, Request::Hello(_) | Request::Authenticate(_));
             let step = handshake_step(worker.tier_key, &mut handshake, frame.message);
-            ctx.metrics.record(name, started.elapsed(), step.is_err());
+            if counted {
+                ctx.metrics.record(name, started.elapsed(), step.is_err());
+            }
             let (reply, close) = match step {
                 Ok(reply) => (reply, false),
                 Err(refusal) => {
