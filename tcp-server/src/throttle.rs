@@ -25,6 +25,7 @@
 //! the per-account limits when logins are routed to them by username.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -522,13 +523,19 @@ impl Throttle {
         }
     }
 
-    /// Admits a registration from `client`, counting it at once: per address, then over all
-    /// clients.
-    pub fn admit_registration(&self, client: Option<&str>) -> Result<(), Refusal> {
+    /// Admits a registration from `client`, per address, then over all clients. It counts
+    /// when the returned [`Registration`] is dropped, unless it was taken back with
+    /// [`Registration::uncounted`]; until then it holds its place, so attempts in flight cannot
+    /// pass the limits together.
+    pub fn admit_registration(&self, client: Option<&str>) -> Result<Registration<'_>, Refusal> {
         self.admit_registration_at(client, self.now())
     }
 
-    fn admit_registration_at(&self, client: Option<&str>, now: Ticks) -> Result<(), Refusal> {
+    fn admit_registration_at(
+        &self,
+        client: Option<&str>,
+        now: Ticks,
+    ) -> Result<Registration<'_>, Refusal> {
         let address = self.hasher.hash_one((3u8, address_key(client)));
         let mut tables = self.tables.lock();
         match tables.registrations.admit(address, now) {
@@ -543,12 +550,12 @@ impl Throttle {
             tables.registrations.cancel(address, now);
             return Err(self.refuse(Reason::RegisterGlobal, left));
         }
-        // A registration counts at once: it holds nothing in flight.
-        tables
-            .register_global
-            .finish(now, &self.register_global, true);
-        tables.registrations.finish(address, now, true);
-        Ok(())
+        Ok(Registration {
+            throttle: self,
+            address,
+            admitted: now,
+            settled: false,
+        })
     }
 
     /// Entries held in each table.
@@ -619,6 +626,52 @@ fn address_key(client: Option<&str>) -> String {
         },
         Some(Err(_)) => client.unwrap_or_default().to_owned(),
         None => String::new(),
+    }
+}
+
+/// An admitted registration (see [`Throttle::admit_registration`]). Dropped, it counts
+/// against its address and the limit over all clients (so a panic or an early return counts:
+/// the throttle fails closed).
+#[must_use = "a registration counts when dropped; take it back with `uncounted`"]
+pub struct Registration<'a> {
+    throttle: &'a Throttle,
+    address: u64,
+    admitted: Ticks,
+    settled: bool,
+}
+
+impl Registration<'_> {
+    /// Takes the attempt back: nothing was judged (the hash queue was full), so it does not
+    /// count.
+    pub fn uncounted(mut self) {
+        self.settle(false);
+    }
+
+    /// Counted as of its admission, as it was before it could be taken back.
+    fn settle(&mut self, counted: bool) {
+        if std::mem::replace(&mut self.settled, true) {
+            return;
+        }
+        let (throttle, now) = (self.throttle, self.admitted);
+        let mut tables = throttle.tables.lock();
+        tables
+            .register_global
+            .finish(now, &throttle.register_global, counted);
+        tables.registrations.finish(self.address, now, counted);
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.settle(true);
+    }
+}
+
+impl fmt::Debug for Registration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("admitted", &self.admitted)
+            .finish_non_exhaustive()
     }
 }
 
@@ -939,6 +992,41 @@ mod tests {
         assert!(
             t.admit_registration_at(Some("10.0.0.1"), 10 * SECOND)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_registration_taken_back_counts_neither_per_address_nor_overall_and_one_in_flight_holds_its_place()
+     {
+        let t = Throttle::new(&ThrottleConfig {
+            register_global_burst: 3,
+            ..config()
+        });
+        // The hash queue was full five times: nothing counted.
+        for _ in 0..5 {
+            t.admit_registration_at(Some("10.0.0.1"), 0)
+                .unwrap()
+                .uncounted();
+        }
+        // While two are in flight, a third from the address does not fit (burst 2)...
+        let first = t.admit_registration_at(Some("10.0.0.1"), 0).unwrap();
+        let second = t.admit_registration_at(Some("10.0.0.1"), 0).unwrap();
+        assert_eq!(
+            t.admit_registration_at(Some("10.0.0.1"), 0)
+                .unwrap_err()
+                .reason,
+            Reason::RegisterAddress
+        );
+        // ... and once they count, the address is at its limit, and the overall limit has one
+        // left.
+        drop((first, second));
+        assert!(t.admit_registration_at(Some("10.0.0.1"), 0).is_err());
+        assert!(t.admit_registration_at(Some("10.0.0.2"), 0).is_ok());
+        assert_eq!(
+            t.admit_registration_at(Some("10.0.0.3"), 0)
+                .unwrap_err()
+                .reason,
+            Reason::RegisterGlobal
         );
     }
 

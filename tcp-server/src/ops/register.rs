@@ -7,6 +7,7 @@ use proto::{ErrorCode, Profile, Register};
 
 use super::{Context, OpError};
 use crate::db::DbError;
+use crate::password::HashError;
 use crate::rules;
 
 const INSERT: &str =
@@ -24,15 +25,24 @@ pub(super) fn run(ctx: &Context, request: Register) -> Result<Profile, OpError> 
     rules::check_password(password).map_err(|e| OpError::new(ErrorCode::InvalidPassword, e.0))?;
     let nickname = rules::check_nickname(nickname.unwrap_or(username))
         .map_err(|e| OpError::new(ErrorCode::InvalidNickname, e.0))?;
-    // Counted once the input is valid (refusing bad input costs nothing) and before the
+    // Admitted once the input is valid (refusing bad input costs nothing) and before the
     // strength estimate and the hash, which are what cost; an attempt whose password turns out
-    // weak, or whose name turns out taken, counts too.
-    ctx.throttle
+    // weak, or whose name turns out taken, counts too. One refused because the hash queue was
+    // full does not: nothing was judged, and the client is told to retry.
+    let registration = ctx
+        .throttle
         .admit_registration(client)
         .map_err(OpError::throttled)?;
     rules::check_strength(password, &[username, &nickname])
         .map_err(|weak| OpError::new(ErrorCode::WeakPassword, weak.0))?;
-    let hash = ctx.hasher.hash(password)?;
+    let hash = match ctx.hasher.hash(password) {
+        Err(HashError::Busy) => {
+            registration.uncounted();
+            return Err(OpError::hashes_busy());
+        }
+        hashed => hashed?,
+    };
+    drop(registration);
     let mut inserted = insert(ctx, username, &hash, &nickname);
     if is_taken(&inserted) && free_deleted_name(ctx, username)? {
         inserted = insert(ctx, username, &hash, &nickname);
