@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::bench::{parse_seconds, start_fresh, wait_ready};
 use crate::load::{Load, Spec, grouped};
-use crate::stack::{self, AtExit, Binaries, Process, Profile, say};
+use crate::stack::{self, Binaries, Process, Profile, say};
 
 /// The command line (documented on `Command` in main.rs, which clap shows).
 #[derive(Debug, clap::Args)]
@@ -74,20 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let ports = |stack: u16| [7070 + stack, 9070 + stack, 8080 + stack, 9080 + stack];
     stack::check_ports_free(&[ports(0), ports(1)].concat())?;
 
-    let given_url = std::env::var("DATABASE_URL").ok();
-    if given_url.is_none() && !stack::postgres_running()? {
-        stack::postgres_at_exit(AtExit::Stop);
-    }
-    let database_url = stack::postgres("start", given_url.as_deref())?;
-    say(&format!(
-        "seeding {} users (skipped when already there; 10 million take about 3 minutes)",
-        grouped(args.users)
-    ));
-    let mut seed = Command::new(&new.tcp_server);
-    seed.args(["seed", "--users", &args.users.to_string(), "--dev"])
-        .env("DATABASE_URL", &database_url);
-    let status = Process::start("seed", seed, None)?.wait_for_exit();
-    ensure!(status.is_some_and(|s| s.success()), "seeding failed");
+    let database_url = stack::seeded_database(&new, args.users)?;
 
     let half = args.connections as usize / 2;
     let mut spec = Spec::new(args.scenario, args.users, half, args.duration);

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::http::{Call, Outcome};
 use crate::load::{Spec, grouped};
-use crate::stack::{self, AtExit, Process, Profile, Stop, say};
+use crate::stack::{self, Process, Profile, Stop, say};
 
 /// The command line (documented on `Command` in main.rs, which clap shows).
 #[derive(Debug, clap::Args)]
@@ -140,21 +140,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let binaries = stack::build_servers(Profile::Release)?;
     stack::check_ports_free(&[ports.tcp, ports.tcp_admin, ports.http, ports.http_admin])?;
 
-    // DATABASE_URL when set; else the private cluster, stopped at the end if it was not running.
-    let given_url = std::env::var("DATABASE_URL").ok();
-    if given_url.is_none() && !stack::postgres_running()? {
-        stack::postgres_at_exit(AtExit::Stop);
-    }
-    let database_url = stack::postgres("start", given_url.as_deref())?;
-    say(&format!(
-        "seeding {} users (skipped when already there; 10 million take about 3 minutes)",
-        grouped(args.users)
-    ));
-    let mut seed = Command::new(&binaries.tcp_server);
-    seed.args(["seed", "--users", &args.users.to_string(), "--dev"])
-        .env("DATABASE_URL", &database_url);
-    let status = Process::start("seed", seed, None)?.wait_for_exit();
-    ensure!(status.is_some_and(|s| s.success()), "seeding failed");
+    let database_url = stack::seeded_database(&binaries, args.users)?;
 
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;

@@ -1061,13 +1061,14 @@ fn tier_key() -> anyhow::Result<&'static proto::TierKey> {
         return Ok(key);
     }
     let file = stack::root().join(".data/tier-key");
-    // As the servers read it: the variable wins over the file.
-    let secret = match std::env::var("GATEHOUSE_TIER_KEY") {
-        Ok(secret) => secret,
-        Err(_) => std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {} (tcp-server --dev creates it)", file.display()))?,
-    };
-    let key = proto::TierKey::from_secret(secret.trim().as_bytes())
+    // Read as the servers read it (their --dev created the file).
+    let secret = service::secret::load(service::secret::Source {
+        what: "tier key",
+        variable: "GATEHOUSE_TIER_KEY",
+        file: &file,
+        create: false,
+    })?;
+    let key = proto::TierKey::from_secret(&secret)
         .with_context(|| format!("the tier key in {}", file.display()))?;
     Ok(KEY.get_or_init(|| key))
 }

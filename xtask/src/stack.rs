@@ -115,6 +115,27 @@ pub fn build_servers(profile: Profile) -> anyhow::Result<Binaries> {
     })
 }
 
+/// The database the loads run against, with `users` seeded users (seeded by `binaries`'
+/// tcp-server when missing): DATABASE_URL when set, else the private cluster of
+/// scripts/postgres, stopped at the end if it was not running.
+pub fn seeded_database(binaries: &Binaries, users: u64) -> anyhow::Result<String> {
+    let given_url = std::env::var("DATABASE_URL").ok();
+    if given_url.is_none() && !postgres_running()? {
+        postgres_at_exit(AtExit::Stop);
+    }
+    let database_url = postgres("start", given_url.as_deref())?;
+    say(&format!(
+        "seeding {} users (skipped when already there; 10 million take about 3 minutes)",
+        crate::load::grouped(users)
+    ));
+    let mut seed = Command::new(&binaries.tcp_server);
+    seed.args(["seed", "--users", &users.to_string(), "--dev"])
+        .env("DATABASE_URL", &database_url);
+    let status = Process::start("seed", seed, None)?.wait_for_exit();
+    ensure!(status.is_some_and(|s| s.success()), "seeding failed");
+    Ok(database_url)
+}
+
 /// Lets the servers and the load generator hold thousands of sockets; children inherit it.
 pub fn raise_open_files_limit() {
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
