@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pool::{Manager, Pool};
-use proto::{
-    Deadline, ErrorCode, HandshakeError, NONCE_LEN, ReadError, Request, Response, TierKey, Trace,
-};
+use proto::{ErrorCode, HandshakeError, NONCE_LEN, ReadError, Request, Response, TierKey, Trace};
+use service::link::{self, ClientTls, Deadline, Link, TlsServerName};
 use socket2::{SockRef, TcpKeepalive};
 
 /// How to reach the backends.
@@ -34,6 +33,17 @@ pub struct BackendConfig {
     pub idle_timeout: Duration,
     /// The largest response frame accepted, in bytes.
     pub max_frame_len: u32,
+    /// TLS to every backend (`--tier-tls`), or none.
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS to the backends.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// Our certificate and the CA the backends' must be signed by.
+    pub config: ClientTls,
+    /// The name every backend's certificate must carry; `None`: its IP address.
+    pub server_name: Option<String>,
 }
 
 impl BackendConfig {
@@ -47,6 +57,7 @@ impl BackendConfig {
         validate_after_idle: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(30),
         max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        tls: None,
     };
 
     /// Where the one backend of the defaults listens: tcp-server's own default.
@@ -80,7 +91,7 @@ pub enum CallError {
 
 /// One open socket to a backend, with its buffers.
 pub struct Connection {
-    stream: TcpStream,
+    link: Link,
     tier_key: Arc<TierKey>,
     /// Whether the tier handshake is done; it is made before the first request.
     authenticated: bool,
@@ -130,7 +141,7 @@ impl Connection {
                 busy_retry_ms: None,
             });
         }
-        let mut stream = Deadline::after(&self.stream, timeout);
+        let mut stream = Deadline::after(&mut self.link, timeout);
         if !self.authenticated {
             // Made within the request's own deadline; pooled sockets make it rare.
             let mut nonce = [0u8; NONCE_LEN];
@@ -184,7 +195,7 @@ impl Connection {
     /// a request is spent on it.
     fn peer_has_closed(&self) -> bool {
         let mut byte = [MaybeUninit::<u8>::uninit()];
-        match SockRef::from(&self.stream)
+        match SockRef::from(self.link.socket())
             .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         {
             Ok(0) => true,
@@ -202,6 +213,16 @@ fn handshake_error(error: HandshakeError) -> ExchangeError {
             busy_retry_ms: Some(reply.retry_after_ms),
         },
         HandshakeError::Read(ReadError::Idle) => ExchangeError::TimedOut,
+        // TLS refused: our certificate, theirs, or a backend without TLS. A deployment fault.
+        HandshakeError::Read(ReadError::Io(ref error))
+        | HandshakeError::Write(proto::WriteError::Io(ref error))
+            if link::tls_failure(error).is_some() =>
+        {
+            ExchangeError::Refused(format!(
+                "TLS: {}",
+                link::tls_failure(error).unwrap_or_default()
+            ))
+        }
         HandshakeError::Read(ReadError::Io(error))
         | HandshakeError::Write(proto::WriteError::Io(error))
             if is_timeout(&error) =>
@@ -230,6 +251,7 @@ fn is_timeout(error: &io::Error) -> bool {
 /// Opens and checks sockets to one backend, for the pool.
 pub struct BackendManager {
     address: SocketAddr,
+    tls: Option<(ClientTls, TlsServerName)>,
     tier_key: Arc<TierKey>,
     connect_timeout: Duration,
     max_frame_len: u32,
@@ -248,8 +270,9 @@ impl Manager for BackendManager {
                 .with_time(Duration::from_secs(10))
                 .with_interval(Duration::from_secs(5)),
         )?;
+        let tls = self.tls.as_ref().map(|(config, name)| (config, name));
         Ok(Connection {
-            stream,
+            link: Link::connect(stream, tls)?,
             tier_key: Arc::clone(&self.tier_key),
             authenticated: false,
             broken: false,
@@ -302,6 +325,18 @@ impl Backends {
         let tier_key = Arc::new(tier_key);
         let mut backends = Vec::with_capacity(config.addresses.len());
         for &address in &config.addresses {
+            let tls = match &config.tls {
+                None => None,
+                Some(tls) => {
+                    let name = match &tls.server_name {
+                        Some(name) => name.clone(),
+                        None => address.ip().to_string(),
+                    };
+                    let name = link::server_name(&name)
+                        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+                    Some((Arc::clone(&tls.config), name))
+                }
+            };
             let pool = Pool::builder()
                 .max_size(config.pool_size)
                 .checkout_timeout(config.pool_wait)
@@ -311,6 +346,7 @@ impl Backends {
                 .thread_name(format!("backend-{address}"))
                 .build(BackendManager {
                     address,
+                    tls,
                     tier_key: Arc::clone(&tier_key),
                     connect_timeout: config.connect_timeout,
                     max_frame_len: config.max_frame_len,
@@ -401,7 +437,8 @@ impl Backends {
                 }
                 Err(ExchangeError::Refused(why)) => {
                     log::error!(
-                        "backend {}: tier handshake failed, is its tier key ours? {why}",
+                        "backend {}: tier handshake failed (the same tier key, and --tier-tls on both \
+                         sides or neither?): {why}",
                         backend.address
                     );
                     index += 1;

@@ -452,7 +452,7 @@ impl SessionCookie {
     }
 }
 
-/// Tokens are 98 (session) and 76 (device) base64url characters; anything far longer is not
+/// Tokens are 99 (session) and 78 (device) base64url characters; anything far longer is not
 /// one, and is not sent on.
 const MAX_TOKEN_LEN: usize = 512;
 

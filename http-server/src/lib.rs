@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub use backend::BackendConfig;
+pub use backend::{BackendConfig, BackendTls};
 pub use http::BodyPace;
 pub use service::Shutdown;
 use socket2::{Domain, Socket, Type};

@@ -5,8 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context as _;
 use clap::Parser;
-use http_server::{BackendConfig, BodyPace, Config, LISTEN_DEFAULTS, Listen, Listeners, Shutdown};
+use http_server::{
+    BackendConfig, BackendTls, BodyPace, Config, LISTEN_DEFAULTS, Listen, Listeners, Shutdown,
+};
 use humantime::Duration;
+use service::link;
 
 /// The gatehouse client-facing tier: the public JSON API (API v1) over HTTP/1.1, reaching
 /// tcp-server through pooled connections that speak the gatehouse binary protocol.
@@ -41,6 +44,15 @@ struct Cli {
     /// A tcp-server address; repeat for several. Requests spread over those that answer.
     #[arg(long = "backend", default_value = BackendConfig::DEFAULT_ADDRESS)]
     backends: Vec<SocketAddr>,
+    #[command(flatten)]
+    tls: link::TlsArgs,
+    /// The name the backends' certificates must carry (default: each backend's IP address).
+    #[arg(long, requires = "tier_tls")]
+    tier_tls_server_name: Option<String>,
+    /// Allow backends off loopback without --tier-tls: passwords and tokens then cross the
+    /// network in clear, which is only fine on a network private to the tiers.
+    #[arg(long, conflicts_with = "tier_tls")]
+    tier_plaintext: bool,
     /// Worker threads answering requests (tiny_http adds one light thread per connection).
     #[arg(long, default_value_t = Config::DEFAULT.workers as u32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     workers: u32,
@@ -120,6 +132,16 @@ impl Cli {
                  for HTTPS pages only"
             );
         }
+        let tls = self.tls()?;
+        if tls.is_none()
+            && !self.tier_plaintext
+            && let Some(remote) = self.backends.iter().find(|b| !b.ip().is_loopback())
+        {
+            anyhow::bail!(
+                "backend {remote} is not on loopback: use --tier-tls (or --tier-plaintext on a \
+                 network private to the tiers)"
+            );
+        }
         Ok(Config {
             workers: self.workers as usize,
             backend: BackendConfig {
@@ -129,6 +151,7 @@ impl Cli {
                 connect_timeout: self.connect_timeout.into(),
                 request_timeout: self.request_timeout.into(),
                 idle_timeout: self.backend_idle_timeout.into(),
+                tls,
                 ..BackendConfig::DEFAULT
             },
             max_json_body: self.max_json_body as usize,
@@ -146,6 +169,18 @@ impl Cli {
             secure_cookies: self.secure_cookies,
             public_origin: self.public_origin.clone(),
         })
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<BackendTls>> {
+        let Some(files) = self.tls.files("http-server") else {
+            return Ok(None);
+        };
+        let config = link::client_config(&files).context("--tier-tls")?;
+        log::info!("tier link: {}", files.describe());
+        Ok(Some(BackendTls {
+            config,
+            server_name: self.tier_tls_server_name.clone(),
+        }))
     }
 
     fn listen(&self, address: SocketAddr) -> Listen {

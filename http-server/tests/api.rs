@@ -208,7 +208,7 @@ fn login_returns_a_token_its_expiry_and_the_profile() {
     assert_eq!(assert_profile(&body["user"], &username, &username), id);
     let token = body["token"].as_str().unwrap();
     assert!(token.len() >= 32, "{token}");
-    assert_eq!(body["device_token"].as_str().unwrap().len(), 76, "{body}");
+    assert_eq!(body["device_token"].as_str().unwrap().len(), 78, "{body}");
     assert_eq!(session.header("Cache-Control"), Some("no-store"));
 
     // RFC 3339, one session lifetime (an hour in the test backend) from now.

@@ -491,3 +491,51 @@ fn a_backend_that_never_answers_gets_504_after_the_request_timeout() {
     }
     assert!(silent.received() > 0);
 }
+
+#[test]
+fn over_tls_the_api_works_with_one_handshake_per_pooled_socket_and_a_mismatch_is_503() {
+    use service::link::{self, TlsFiles};
+    let ca = testkit::tier_ca("front");
+    let backend = Backend::start_tls(
+        link::server_config(&TlsFiles::in_dir(&ca, "tcp-server")).expect("tcp-server's TLS"),
+    );
+    let mut tls_config = config(&[backend.addr]);
+    tls_config.backend.tls = Some(http_server::BackendTls {
+        config: link::client_config(&TlsFiles::in_dir(&ca, "http-server"))
+            .expect("http-server's TLS"),
+        server_name: None,
+    });
+    let pool_size = tls_config.backend.pool_size;
+    let front = Front::start_with(tls_config, Duration::from_secs(5));
+    let (_, _, token) = new_session(&front);
+    for _ in 0..50 {
+        assert_eq!(
+            send_auth("GET", &front.url("/api/v1/me"), &token).status,
+            200
+        );
+    }
+    // Each socket shakes hands once: 52 requests, at most a pool's worth of handshakes.
+    let hellos = tcp_requests(&backend, "hello");
+    assert!(
+        (1.0..=f64::from(pool_size)).contains(&hellos),
+        "{hellos} handshakes for 52 requests"
+    );
+
+    // A front without TLS, or trusting another CA, is refused by TLS: 503, not a hang.
+    let other = testkit::tier_ca("front-other");
+    let mut suspicious = config(&[backend.addr]);
+    suspicious.backend.tls = Some(http_server::BackendTls {
+        config: link::client_config(&TlsFiles {
+            ca: other.join("ca.crt"),
+            ..TlsFiles::in_dir(&ca, "http-server")
+        })
+        .unwrap(),
+        server_name: None,
+    });
+    for front in [
+        Front::start(&[backend.addr]),
+        Front::start_with(suspicious, Duration::from_secs(5)),
+    ] {
+        send_auth("GET", &front.url("/api/v1/me"), &token).assert_error(503, "backend_unavailable");
+    }
+}

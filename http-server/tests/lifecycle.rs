@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tcp_server::password::Hasher;
+use tcp_server::secrets::Keyring;
 
 use crate::support::*;
 
@@ -309,7 +310,7 @@ fn a_wrong_current_password_takes_as_long_as_a_failed_login() {
         let (answer, took) = timed(|| exchange(&mut stream, request.as_bytes(), WAIT));
         (answer.expect("an answer"), took)
     };
-    let hasher = Hasher::new(REALISTIC, TEST_PEPPER.to_vec(), 1).unwrap();
+    let hasher = Hasher::new(REALISTIC, Keyring::single(TEST_PEPPER).unwrap(), 1).unwrap();
     let stored = hasher.hash(PASSWORD).unwrap();
 
     let [change, login, verify] = interleaved_medians(names.len(), WARM_UP, |i, action| {

@@ -21,7 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use log::LevelFilter;
 use serde_json::json;
 use tcp_server::password::{Hasher, PasswordParams};
-use tcp_server::secrets::Secrets;
+use tcp_server::secrets::Keyring;
 use tcp_server::token::{Claims, TokenKey};
 
 use crate::support::*;
@@ -93,18 +93,18 @@ fn base64url_decode(text: &str) -> Vec<u8> {
         .unwrap_or_else(|error| panic!("{text} is not base64url: {error}"))
 }
 
-/// Byte offsets in a decoded token: version, user id, session epoch, session id, expiry, then
-/// the MAC.
-const TOKEN_USER_ID: std::ops::Range<usize> = 1..9;
-const TOKEN_BYTES: usize = 1 + 8 + 8 + 16 + 8 + 32;
+/// Byte offsets in a decoded token: version, key id, user id, session epoch, session id, expiry,
+/// then the MAC.
+const TOKEN_USER_ID: std::ops::Range<usize> = 2..10;
+const TOKEN_BYTES: usize = 2 + 8 + 8 + 16 + 8 + 32;
 
 /// A token signed with the test backends' real key (derived from the test pepper): what only
 /// the server could issue, so the server's checks other than the signature are what decide.
 fn forge(user_id: i64, expires_at: i64) -> String {
-    let secrets = Secrets::from_pepper(TEST_PEPPER.to_vec()).unwrap();
+    let secrets = testkit::secrets_with(TEST_PEPPER);
     let mut session_id = [0u8; 16];
     session_id.iter_mut().for_each(|b| *b = fastrand::u8(..));
-    TokenKey::new(secrets.token_key).issue(&Claims {
+    TokenKey::new(&secrets.token_keys).issue(&Claims {
         user_id,
         epoch: 0,
         session_id,
@@ -1073,7 +1073,7 @@ fn unknown_users_and_wrong_passwords_take_the_same_time() {
     };
     // What one verification costs at these parameters, measured here beside the logins: the
     // server runs the same code in this process.
-    let hasher = Hasher::new(REALISTIC, TEST_PEPPER.to_vec(), 1).unwrap();
+    let hasher = Hasher::new(REALISTIC, Keyring::single(TEST_PEPPER).unwrap(), 1).unwrap();
     let stored = hasher.hash(PASSWORD).unwrap();
     let verification = || timed(|| hasher.verify("not the password", &stored)).1;
 

@@ -94,7 +94,26 @@ impl Backend {
         Backend::start_with_context(context_with(pepper, params, Duration::from_secs(3600)))
     }
 
+    /// A backend that speaks only TLS (`--tier-tls`).
+    pub fn start_tls(tls: service::link::ServerTls) -> Backend {
+        Backend::start_configured(
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            16,
+            context(),
+            Some(tls),
+        )
+    }
+
     fn start_serving(listener: TcpListener, workers: usize, ctx: Context) -> Backend {
+        Backend::start_configured(listener, workers, ctx, None)
+    }
+
+    fn start_configured(
+        listener: TcpListener,
+        workers: usize,
+        ctx: Context,
+        tls: Option<service::link::ServerTls>,
+    ) -> Backend {
         let addr = listener.local_addr().unwrap();
         let listeners = server::Listeners {
             protocol: listener,
@@ -107,6 +126,7 @@ impl Backend {
             workers,
             idle_timeout: Duration::from_secs(30),
             io_timeout: Duration::from_secs(2),
+            tls,
             ..ServerConfig::DEFAULT
         };
         let ctx = Arc::new(ctx);

@@ -1,8 +1,6 @@
-//! Thin blocking helpers: the only code in this crate that touches a `Read`, a `Write` or a socket.
+//! Thin blocking helpers: the only code in this crate that touches a `Read` or a `Write`.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::io::{self, Read, Write};
 
 use thiserror::Error;
 
@@ -210,48 +208,4 @@ fn read_header<R: Read + ?Sized>(
         }
     }
     Ok(())
-}
-
-/// A TCP stream with one deadline for a whole exchange (a frame, or a request and its response):
-/// each read or write gets only the time left, so a peer trickling bytes cannot stretch it past
-/// the timeout. It sets the socket's own timeouts, which stay set afterwards.
-pub struct Deadline<'a> {
-    stream: &'a TcpStream,
-    deadline: Instant,
-}
-
-impl<'a> Deadline<'a> {
-    /// Wraps `stream`; every read and write must finish `timeout` from now.
-    pub fn after(stream: &'a TcpStream, timeout: Duration) -> Self {
-        Deadline {
-            stream,
-            deadline: Instant::now() + timeout,
-        }
-    }
-
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
-        }
-        Ok(left)
-    }
-}
-
-impl Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).read(buf)
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

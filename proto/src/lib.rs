@@ -17,10 +17,10 @@
 //!   every connection (`Hello`, `Authenticate`).
 //! - `wire`: the field encodings (integers, strings, blobs, options).
 //! - `error`: [`DecodeError`] and [`EncodeError`].
-//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, the
-//!   client's side of the tier handshake ([`handshake`]), and
-//!   [`Deadline`], a TCP stream with one deadline for a whole exchange: the only code here that
-//!   performs I/O.
+//! - `io`: [`read_frame`] and [`write_frame`], thin blocking helpers over `Read`/`Write`, and
+//!   the client's side of the tier handshake ([`handshake`]): the only code here that performs
+//!   I/O, on whatever stream it is given (the servers' link, with its deadlines, is
+//!   `service::link`).
 //!
 //! # Example
 //! ```
@@ -49,8 +49,8 @@ pub use frame::{
 };
 pub use handshake::{MIN_TIER_SECRET_LEN, NONCE_LEN, TierKey, TierKeyTooShort};
 pub use io::{
-    Deadline, HandshakeError, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, handshake,
-    read_frame, write_frame,
+    HandshakeError, RETAINED_BUFFER_CAPACITY, ReadError, WriteError, handshake, read_frame,
+    write_frame,
 };
 pub use message::get_picture::Picture;
 pub use message::hello::Challenge;

@@ -1,7 +1,9 @@
 //! What both gatehouse servers share about running as a service: [`Shutdown`], the stop that a
 //! signal (or a test) requests and that every part of a server waits on, the [`logging`]
-//! set-up, and [`secret`] files. Nothing here knows of TCP, HTTP, the protocol or PostgreSQL.
+//! set-up, [`secret`] files, and the tier [`link`] (TCP or TLS) with its deadlines. Nothing
+//! here knows of HTTP, the protocol or PostgreSQL.
 
+pub mod link;
 pub mod logging;
 pub mod secret;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tcp_server::password::{Hasher, PasswordParams, Verified};
+use tcp_server::secrets::Keyring;
 
 const SETS: [(u32, u32); 5] = [(64, 1), (256, 1), (1024, 1), (4096, 1), (19 * 1024, 2)];
 
@@ -24,7 +25,7 @@ fn verify(c: &mut Criterion) {
                 iterations,
                 parallelism: 1,
             },
-            b"a pepper of a realistic length!!".to_vec(),
+            Keyring::single("a pepper of a realistic length!!").expect("long enough"),
             1,
         )
         .expect("parameters");

@@ -11,13 +11,15 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use humantime::Duration;
 use service::Shutdown;
+use service::link;
 use service::logging::LogFormat;
+use service::secret::Source;
 use socket2::{Domain, Socket, Type};
 use tcp_server::db::{self, DbConfig};
 use tcp_server::ops::Context;
 use tcp_server::password::{Hasher, PasswordParams, Preset};
 use tcp_server::picture::PictureConfig;
-use tcp_server::secrets::Secrets;
+use tcp_server::secrets::{self, Keyring, Secrets};
 use tcp_server::server::{self, Listeners, ServerConfig};
 use tcp_server::settings::{self, Settings};
 use tcp_server::throttle::ThrottleConfig;
@@ -54,6 +56,18 @@ enum Command {
     /// Load users 1..=N (user{i}, password secret-{i}) with real hashes; resumable. Run it with
     /// no server serving the database: a bulk load drops and rebuilds the users indexes.
     Seed(SeedArgs),
+    /// Count the accounts whose password hash uses each pepper, to tell when an old pepper can
+    /// leave the ring (docs/OPERATIONS.md, "Rotating the secrets").
+    Peppers(PeppersArgs),
+}
+
+#[derive(Debug, Args)]
+struct PeppersArgs {
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[command(flatten)]
+    pepper: PepperArgs,
 }
 
 #[derive(Debug, Args)]
@@ -73,21 +87,65 @@ struct SeedArgs {
     password: PasswordArgs,
 }
 
-/// Where the pepper comes from; seeding and serving must use the same one.
-#[derive(Debug, Args)]
+/// Where the peppers come from; seeding and serving must use the same ones.
+#[derive(Debug, Clone, Args)]
 struct PepperArgs {
-    /// File holding the pepper (the Argon2 secret), unless GATEHOUSE_PEPPER is set.
+    /// File holding the peppers (the Argon2 secrets): one per line, "<id> <secret>", the one
+    /// new hashes use marked "current"; a lone secret is pepper 0. GATEHOUSE_PEPPER instead, if
+    /// set. Reloaded on SIGHUP.
     #[arg(long, env = "GATEHOUSE_PEPPER_FILE", default_value = ".data/pepper")]
     pepper_file: PathBuf,
-    /// Development set-up: create the pepper file and, to serve, the tier key file (mode 0600)
-    /// when they are missing.
+    /// Development set-up: create the pepper file and, to serve, the token key and tier key
+    /// files (mode 0600) when they are missing.
     #[arg(long)]
     dev: bool,
 }
 
 impl PepperArgs {
+    fn source(&self) -> Source<'_> {
+        Source {
+            what: "pepper",
+            variable: "GATEHOUSE_PEPPER",
+            file: &self.pepper_file,
+            create: self.dev,
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<Keyring> {
+        secrets::load_ring(self.source())
+    }
+}
+
+/// Where both keyrings come from.
+#[derive(Debug, Clone)]
+struct SecretFiles {
+    pepper: PepperArgs,
+    token_key_file: PathBuf,
+}
+
+impl SecretFiles {
     fn load(&self) -> anyhow::Result<Secrets> {
-        Secrets::load(&self.pepper_file, self.dev)
+        Secrets::load(
+            self.pepper.source(),
+            Source {
+                what: "token key",
+                variable: "GATEHOUSE_TOKEN_KEY",
+                file: &self.token_key_file,
+                create: self.pepper.dev,
+            },
+        )
+    }
+
+    /// As [`SecretFiles::load`], but never creating a file: a reload must not mint a secret.
+    fn reload(&self) -> anyhow::Result<Secrets> {
+        let files = SecretFiles {
+            pepper: PepperArgs {
+                dev: false,
+                ..self.pepper.clone()
+            },
+            ..self.clone()
+        };
+        files.load()
     }
 }
 
@@ -160,6 +218,8 @@ struct ServeArgs {
         default_value = ".data/tier-key"
     )]
     tier_key_file: PathBuf,
+    #[command(flatten)]
+    tls: link::TlsArgs,
     /// Close a connection after this long without a request.
     #[arg(long, default_value_t = ServerConfig::DEFAULT.idle_timeout.into())]
     idle_timeout: Duration,
@@ -182,6 +242,14 @@ struct ServeArgs {
     deleted_username_hold: Duration,
     #[command(flatten)]
     pepper: PepperArgs,
+    /// File holding the token keys, from which session and device tokens are signed: one per
+    /// line as for the peppers. GATEHOUSE_TOKEN_KEY instead, if set. Reloaded on SIGHUP.
+    #[arg(
+        long,
+        env = "GATEHOUSE_TOKEN_KEY_FILE",
+        default_value = ".data/token-key"
+    )]
+    token_key_file: PathBuf,
     /// Database connections at most.
     #[arg(long, default_value_t = DbConfig::DEFAULT.pool_size)]
     db_pool_size: u32,
@@ -321,6 +389,7 @@ fn main() {
             log::info!("applied {applied} migration(s)");
         }),
         Command::Seed(args) => seed(&args),
+        Command::Peppers(args) => peppers(&args),
     };
     if let Err(error) = result {
         log::error!("{error:#}");
@@ -329,10 +398,9 @@ fn main() {
 }
 
 fn seed(args: &SeedArgs) -> anyhow::Result<()> {
-    let secrets = args.pepper.load()?;
     let hasher = Hasher::new(
         args.password.params(),
-        secrets.pepper,
+        args.pepper.load()?,
         args.password.max_concurrent(),
     )?;
     db::migrate(&args.database_url)?;
@@ -350,9 +418,34 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn peppers(args: &PeppersArgs) -> anyhow::Result<()> {
+    let ring = args.pepper.load()?;
+    let counts = secrets::accounts_by_pepper(&args.database_url)?;
+    println!("pepper  accounts  in {}", args.pepper.pepper_file.display());
+    for (id, accounts) in counts {
+        let (id, held) = match id {
+            Some(id) if id == ring.current().0 => (id.to_string(), "current"),
+            Some(id) if ring.get(id).is_some() => (id.to_string(), "yes"),
+            Some(id) => (id.to_string(), "NO: these accounts cannot log in"),
+            None => ("?".to_owned(), "NO: not a pepper id of ours"),
+        };
+        println!("{id:>6}  {accounts:>8}  {held}");
+    }
+    Ok(())
+}
+
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let settings = args.settings();
-    let secrets = args.pepper.load()?;
+    let mut settings = args.settings();
+    let files = SecretFiles {
+        pepper: args.pepper.clone(),
+        token_key_file: args.token_key_file.clone(),
+    };
+    let secrets = files.load()?;
+    log::info!(
+        "peppers {}; token keys {} (SIGHUP reloads them)",
+        secrets.peppers,
+        secrets.token_keys
+    );
     let tier_key = load_tier_key(&args.tier_key_file, args.pepper.dev)?;
     log::info!("tier key {}: peers must prove they hold it", tier_key.id());
     if args.migrate {
@@ -366,7 +459,20 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         settings.max_concurrent_hashes,
         humantime::format_duration(settings.max_hash_wait)
     );
-    let ctx = Context::new(&settings, &secrets)?;
+    if let Some(files) = args.tls.files("tcp-server") {
+        settings.server.tls = Some(link::server_config(&files).context("--tier-tls")?);
+        log::info!("tier link: {}", files.describe());
+    }
+    if settings.server.tls.is_none() && !args.listen.ip().is_loopback() {
+        log::warn!(
+            "the tier link on {} is not encrypted: passwords and tokens cross the network in \
+             clear; use --tier-tls unless that network is private to the tiers",
+            args.listen
+        );
+    }
+    let ctx = Arc::new(Context::new(&settings, &secrets)?);
+    ctx.reload_secrets_on_hangup(move || files.reload())
+        .context("installing the SIGHUP handler")?;
     // Start regardless, so the servers can come up in any order; readiness follows the
     // database (see tcp-server/README.md, "Start-up without the database").
     match ctx.db.check() {
@@ -384,14 +490,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     shutdown
         .stop_on_signals()
         .context("installing signal handlers")?;
-    server::run(
-        listeners,
-        &settings.server,
-        Arc::new(ctx),
-        tier_key,
-        shutdown,
-    )
-    .context("serving")
+    server::run(listeners, &settings.server, ctx, tier_key, shutdown).context("serving")
 }
 
 /// The tier key, from GATEHOUSE_TIER_KEY or `file` (created with `create`).

@@ -1,5 +1,5 @@
-//! Password hashing: argon2id with the server's pepper as the Argon2 secret, PHC strings, named
-//! strength presets, and a FIFO queue that bounds how many hashes run at once (so memory stays
+//! Password hashing: argon2id with a pepper as the Argon2 secret, PHC strings that name their
+//! pepper (the `keyid` parameter; none for pepper 0), named strength presets, and a FIFO queue that bounds how many hashes run at once (so memory stays
 //! bounded) and how long one may wait to start (so a burst gets fast refusals, not time-outs).
 
 use std::fmt;
@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, KeyId, Params, ParamsBuilder, Version};
 
 use crate::limit::{Busy, FifoQueue};
+use crate::secrets::{Keyring, Live};
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +100,7 @@ impl Default for PasswordParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
     /// Right password; `needs_rehash` when the stored hash used other parameters than the
-    /// configured ones.
+    /// configured ones, or a pepper other than the current one.
     Match {
         /// The stored hash should be replaced by a fresh one.
         needs_rehash: bool,
@@ -112,8 +113,8 @@ pub enum Verified {
 
 /// Hashes and verifies passwords.
 pub struct Hasher {
-    params: Params,
-    pepper: Vec<u8>,
+    params: PasswordParams,
+    peppers: Live<Keyring>,
     queue: FifoQueue,
     /// Verified against when the user does not exist, so that an unknown user and a wrong
     /// password take the same time.
@@ -121,34 +122,28 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    /// A hasher with the given parameters and pepper, running at most `max_concurrent` hashes
+    /// A hasher with the given parameters and peppers, running at most `max_concurrent` hashes
     /// at once; the others wait their turn however long it takes.
     pub fn new(
         params: PasswordParams,
-        pepper: Vec<u8>,
+        peppers: Keyring,
         max_concurrent: usize,
     ) -> anyhow::Result<Self> {
-        Self::with_max_wait(params, pepper, max_concurrent, None)
+        Self::with_max_wait(params, peppers, max_concurrent, None)
     }
 
     /// As [`Hasher::new`], but a hash that could not start within `max_wait` (expected, from
     /// the queue ahead of it and the measured hash time, or actual) is not made: `Busy`.
     pub fn with_max_wait(
         params: PasswordParams,
-        pepper: Vec<u8>,
+        peppers: Keyring,
         max_concurrent: usize,
         max_wait: Option<Duration>,
     ) -> anyhow::Result<Self> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+        argon2_params(params, 0).map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let mut hasher = Hasher {
             params,
-            pepper,
+            peppers: Live::new(peppers),
             queue: FifoQueue::new(max_concurrent, None, Duration::ZERO),
             dummy_hash: String::new(),
         };
@@ -159,16 +154,19 @@ impl Hasher {
         Ok(hasher)
     }
 
-    fn argon2(&self, params: Params) -> Result<Argon2<'_>, argon2::Error> {
-        Argon2::new_with_secret(&self.pepper, Algorithm::Argon2id, Version::V0x13, params)
+    /// Takes `peppers` from now on: new hashes use its current pepper, and hashes naming a
+    /// pepper no longer in it no longer verify.
+    pub fn set_peppers(&self, peppers: Keyring) {
+        self.peppers.set(peppers);
     }
 
-    /// A PHC string for `password` with a fresh random salt.
+    /// A PHC string for `password` with a fresh random salt, under the current pepper.
     pub fn hash(&self, password: &str) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
-        let argon2 = self
-            .argon2(self.params.clone())
-            .map_err(|e| HashError::Argon2(e.into()))?;
+        let peppers = self.peppers.get();
+        let (id, pepper) = peppers.current();
+        let params = argon2_params(self.params, id).map_err(|e| HashError::Argon2(e.into()))?;
+        let argon2 = argon2(pepper, params).map_err(|e| HashError::Argon2(e.into()))?;
         let _ticket = self.queue.acquire().map_err(|Busy| HashError::Busy)?;
         let hash = argon2
             .hash_password(password.as_bytes(), &salt)
@@ -185,7 +183,19 @@ impl Hasher {
         let Ok(params) = Params::try_from(&parsed) else {
             return Verified::Mismatch;
         };
-        let Ok(argon2) = self.argon2(params.clone()) else {
+        let peppers = self.peppers.get();
+        let (current, current_pepper) = peppers.current();
+        let id = pepper_id(params.keyid());
+        // A hash under a pepper no longer held cannot be checked; it still costs one
+        // verification (under the current pepper), so its answer comes no faster than others.
+        let (known, pepper) = match id.and_then(|id| peppers.get(id)) {
+            Some(pepper) => (true, pepper),
+            None => {
+                log::debug!("a stored hash names pepper {id:?}, which is not in the ring");
+                (false, current_pepper)
+            }
+        };
+        let Ok(argon2) = argon2(pepper, params.clone()) else {
             return Verified::Mismatch;
         };
         let ok = {
@@ -194,13 +204,15 @@ impl Hasher {
             };
             argon2.verify_password(password.as_bytes(), &parsed).is_ok()
         };
-        if !ok {
+        if !ok || !known {
             return Verified::Mismatch;
         }
+        let wanted = &self.params;
         let needs_rehash = parsed.algorithm != argon2::ARGON2ID_IDENT
-            || params.m_cost() != self.params.m_cost()
-            || params.t_cost() != self.params.t_cost()
-            || params.p_cost() != self.params.p_cost();
+            || params.m_cost() != wanted.memory_kib
+            || params.t_cost() != wanted.iterations
+            || params.p_cost() != wanted.parallelism
+            || id != Some(current);
         Verified::Match { needs_rehash }
     }
 
@@ -209,6 +221,35 @@ impl Hasher {
     pub fn verify_dummy(&self, password: &str) -> Verified {
         self.verify(password, &self.dummy_hash)
     }
+}
+
+/// Argon2id with `pepper` as its secret.
+fn argon2(pepper: &[u8], params: Params) -> Result<Argon2<'_>, argon2::Error> {
+    Argon2::new_with_secret(pepper, Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// `params` for hashes under pepper `id`: the PHC string names it (`keyid`, the id in decimal
+/// digits, base64-encoded as PHC wants), except pepper 0, which hashes made before peppers had
+/// ids name by saying nothing.
+fn argon2_params(params: PasswordParams, id: u8) -> Result<Params, argon2::Error> {
+    let mut builder = ParamsBuilder::new();
+    builder
+        .m_cost(params.memory_kib)
+        .t_cost(params.iterations)
+        .p_cost(params.parallelism);
+    if id != 0 {
+        builder.keyid(KeyId::new(id.to_string().as_bytes())?);
+    }
+    builder.build()
+}
+
+/// The pepper a stored hash's `keyid` names: 0 when it has none, `None` when it is not one of
+/// ours.
+pub fn pepper_id(keyid: &[u8]) -> Option<u8> {
+    if keyid.is_empty() {
+        return Some(0);
+    }
+    std::str::from_utf8(keyid).ok()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -221,9 +262,13 @@ mod tests {
         parallelism: 1,
     };
 
+    fn ring(text: &str) -> Keyring {
+        Keyring::parse(text).unwrap()
+    }
+
     #[test]
     fn hashes_verify_and_need_the_pepper() {
-        let hasher = Hasher::new(FAST, b"pepper".to_vec(), 2).unwrap();
+        let hasher = Hasher::new(FAST, ring("0 a_pepper_of_16+_bytes"), 2).unwrap();
         let stored = hasher.hash("correct horse").unwrap();
         assert!(
             stored.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
@@ -236,7 +281,7 @@ mod tests {
             }
         );
         assert_eq!(hasher.verify("wrong horse", &stored), Verified::Mismatch);
-        let other_pepper = Hasher::new(FAST, b"other".to_vec(), 2).unwrap();
+        let other_pepper = Hasher::new(FAST, ring("0 another_pepper_16+_bytes"), 2).unwrap();
         assert_eq!(
             other_pepper.verify("correct horse", &stored),
             Verified::Mismatch
@@ -251,7 +296,8 @@ mod tests {
             Preset::Owasp.params().to_string(),
             "argon2id m=19456 KiB, t=2, p=1"
         );
-        let hasher = Hasher::new(Preset::Owasp.params(), b"pepper".to_vec(), 1).unwrap();
+        let hasher =
+            Hasher::new(Preset::Owasp.params(), ring("0 a_pepper_of_16+_bytes"), 1).unwrap();
         let stored = hasher.hash("correct horse").unwrap();
         assert!(
             stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
@@ -261,16 +307,57 @@ mod tests {
 
     #[test]
     fn a_hash_with_other_parameters_asks_for_a_rehash() {
-        let old = Hasher::new(FAST, b"pepper".to_vec(), 2).unwrap();
+        let old = Hasher::new(FAST, ring("0 a_pepper_of_16+_bytes"), 2).unwrap();
         let stored = old.hash("correct horse").unwrap();
         let stronger = PasswordParams {
             memory_kib: 128,
             ..FAST
         };
-        let new = Hasher::new(stronger, b"pepper".to_vec(), 2).unwrap();
+        let new = Hasher::new(stronger, ring("0 a_pepper_of_16+_bytes"), 2).unwrap();
         assert_eq!(
             new.verify("correct horse", &stored),
             Verified::Match { needs_rehash: true }
         );
+    }
+
+    #[test]
+    fn hashes_name_their_pepper_and_an_old_one_asks_for_a_rehash_until_it_is_gone() {
+        let hasher = Hasher::new(FAST, ring("0 the_first_pepper_here"), 2).unwrap();
+        let under_0 = hasher.hash("correct horse").unwrap();
+        assert!(
+            !under_0.contains("keyid"),
+            "pepper 0 is named by silence: {under_0}"
+        );
+        hasher.set_peppers(ring(
+            "0 the_first_pepper_here\n12 the_second_pepper_here current",
+        ));
+        let under_12 = hasher.hash("correct horse").unwrap();
+        // "12" in base64.
+        assert!(under_12.contains(",keyid=MTI$"), "{under_12}");
+        assert_eq!(
+            hasher.verify("correct horse", &under_0),
+            Verified::Match { needs_rehash: true }
+        );
+        assert_eq!(
+            hasher.verify("correct horse", &under_12),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(hasher.verify("wrong horse", &under_0), Verified::Mismatch);
+        // Pepper 0 removed: its hashes no longer verify, pepper 12's still do.
+        hasher.set_peppers(ring("12 the_second_pepper_here"));
+        assert_eq!(hasher.verify("correct horse", &under_0), Verified::Mismatch);
+        assert_eq!(
+            hasher.verify("correct horse", &under_12),
+            Verified::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(hasher.verify_dummy("correct horse"), Verified::Mismatch);
+        assert_eq!(pepper_id(b""), Some(0));
+        assert_eq!(pepper_id(b"255"), Some(255));
+        assert_eq!(pepper_id(b"256"), None);
+        assert_eq!(pepper_id(&[0xff]), None);
     }
 }

@@ -5,7 +5,9 @@
 //! and is closed at once, so the process never grows threads, no client hangs silently, and no
 //! one peer can take every worker. A connection is served only after the tier handshake
 //! (PROTOCOL.md): anything else first is answered `Unauthenticated` and the connection closed,
-//! and a peer that does not finish the handshake within `handshake_timeout` is dropped.
+//! and a peer that does not finish the handshake within `handshake_timeout` is dropped. With
+//! `tls` set, every connection is TLS with a client certificate (`service::link`) beneath
+//! the same protocol.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
@@ -18,10 +20,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TrySendError};
 use parking_lot::Mutex;
 use proto::{
-    Challenge, Deadline, ErrorCode, ErrorReply, NONCE_LEN, ReadError, Request, Response, TierKey,
-    Trace,
+    Challenge, ErrorCode, ErrorReply, NONCE_LEN, ReadError, Request, Response, TierKey, Trace,
 };
 use service::Shutdown;
+use service::link::{Deadline, Link, ServerTls};
 
 use crate::admin;
 use crate::ops::{self, Context};
@@ -45,6 +47,8 @@ pub struct ServerConfig {
     pub io_timeout: Duration,
     /// The largest frame accepted.
     pub max_frame_len: u32,
+    /// TLS for every connection (`--tier-tls`), or none.
+    pub tls: Option<ServerTls>,
 }
 
 impl ServerConfig {
@@ -56,6 +60,7 @@ impl ServerConfig {
         idle_timeout: Duration::from_secs(60),
         io_timeout: Duration::from_secs(10),
         max_frame_len: proto::DEFAULT_MAX_FRAME_LEN,
+        tls: None,
     };
 }
 
@@ -243,7 +248,7 @@ fn accept(
         let active = ctx.metrics.connections_active.get();
         if active >= config.workers as i64 {
             ctx.metrics.connections_refused.inc();
-            refuse_busy(stream, "the server is at its connection limit");
+            refuse_busy(stream, config, "the server is at its connection limit");
             continue;
         }
         // One peer (a stray client, a misconfigured http-server) cannot take every worker.
@@ -252,6 +257,7 @@ fn accept(
             log::debug!("refused a connection from {peer}: at its share of the workers");
             refuse_busy(
                 stream,
+                config,
                 "this peer holds its share of the server's connections",
             );
             continue;
@@ -264,7 +270,11 @@ fn accept(
             Err(TrySendError::Full(accepted) | TrySendError::Disconnected(accepted)) => {
                 ctx.metrics.connections_active.dec();
                 peers.release(peer);
-                refuse_busy(accepted.stream, "the server is at its connection limit");
+                refuse_busy(
+                    accepted.stream,
+                    config,
+                    "the server is at its connection limit",
+                );
             }
         }
     }
@@ -277,8 +287,14 @@ fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
 }
 
 /// Tells a client past the connection bound to come back later, without ever blocking the
-/// acceptor: a fresh socket's send buffer takes the small frame at once.
-fn refuse_busy(mut stream: TcpStream, message: &str) {
+/// acceptor: a fresh socket's send buffer takes the small frame at once. Over TLS the frame
+/// would need a TLS handshake first, which the acceptor must not wait for: the connection is
+/// just closed, and the client tries again as after any failed connect.
+fn refuse_busy(mut stream: TcpStream, config: &ServerConfig, message: &str) {
+    if config.tls.is_some() {
+        let _ = stream.shutdown(SocketShutdown::Both);
+        return;
+    }
     let reply = Response::Error(ErrorReply {
         code: ErrorCode::Busy,
         retry_after_ms: 100,
@@ -387,6 +403,9 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
         shutdown,
         ..
     } = *worker;
+    let Ok(mut link) = Link::accept(stream, config.tls.as_ref()) else {
+        return;
+    };
     let mut read_buf = Vec::new();
     let mut write_buf = Vec::new();
     let accepted = Instant::now();
@@ -394,8 +413,14 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
     let mut handshake = Handshake::Start;
     loop {
         // Wait for the first byte of the next request with the short tick timeout, so the stop
-        // flag and the idle clock are looked at while nothing happens.
-        match stream.peek(&mut [0u8]) {
+        // flag and the idle clock are looked at while nothing happens. (Bytes TLS already
+        // decrypted are a request arriving, whatever the socket shows.)
+        let peeked = if link.buffered() {
+            Ok(1)
+        } else {
+            link.socket().peek(&mut [0u8])
+        };
+        match peeked {
             Ok(0) => return,
             Ok(_) => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -412,7 +437,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             Err(_) => return,
         }
         // A request is arriving: all of it must arrive within the I/O timeout.
-        let mut reader = Deadline::after(&stream, config.io_timeout);
+        let mut reader = Deadline::after(&mut link, config.io_timeout);
         let frame =
             proto::read_frame::<_, Request>(&mut reader, &mut read_buf, config.max_frame_len);
         let frame = match frame {
@@ -422,12 +447,18 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
                 log::debug!("closing a connection after an invalid frame: {error}");
                 let reply = Response::Error(ErrorReply::new(error.reply_code(), error.to_string()));
                 let _ = proto::write_frame(
-                    &mut Deadline::after(&stream, config.io_timeout),
+                    &mut Deadline::after(&mut link, config.io_timeout),
                     error.request_id().unwrap_or(0),
                     &Trace::NONE,
                     &reply,
                     &mut write_buf,
                 );
+                return;
+            }
+            Err(ReadError::Io(error)) if link.tls_handshaking() => {
+                // No certificate, one of another CA, not TLS at all: refused before anything.
+                ctx.metrics.unauthenticated.inc();
+                log::debug!("closing a connection whose TLS handshake failed: {error}");
                 return;
             }
             Err(ReadError::Closed | ReadError::Idle | ReadError::Io(_)) => return,
@@ -453,7 +484,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
                     (Response::Error(refusal), true)
                 }
             };
-            let mut writer = Deadline::after(&stream, config.io_timeout);
+            let mut writer = Deadline::after(&mut link, config.io_timeout);
             let sent = proto::write_frame(
                 &mut writer,
                 frame.request_id,
@@ -485,7 +516,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             ),
             _ => log::debug!("{name}: ok in {:.2} ms", took.as_secs_f64() * 1000.0),
         }
-        let mut writer = Deadline::after(&stream, config.io_timeout);
+        let mut writer = Deadline::after(&mut link, config.io_timeout);
         let sent = proto::write_frame(
             &mut writer,
             frame.request_id,
@@ -502,7 +533,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             return;
         }
         last_request = Instant::now();
-        if stream.set_read_timeout(Some(TICK)).is_err() {
+        if link.socket().set_read_timeout(Some(TICK)).is_err() {
             return;
         }
     }

@@ -3,8 +3,12 @@
 //! [`Context::new`]. Every default is written once, in the `DEFAULT` constant of the part it
 //! configures, and the command line shows the same constants.
 
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+use signal_hook::consts::SIGHUP;
+use signal_hook::iterator::Signals;
 
 use crate::db::{Db, DbConfig};
 use crate::device::DeviceKey;
@@ -96,18 +100,57 @@ impl Context {
             db: Db::new(&settings.database_url, &settings.db)?,
             hasher: Hasher::with_max_wait(
                 settings.password,
-                secrets.pepper.clone(),
+                secrets.peppers.clone(),
                 settings.max_concurrent_hashes,
                 Some(settings.max_hash_wait),
             )?,
-            tokens: TokenKey::new(secrets.token_key),
+            tokens: TokenKey::new(&secrets.token_keys),
             pictures: Pictures::new(settings.pictures.clone(), settings.max_concurrent_pictures),
             session_ttl: settings.session_ttl,
-            devices: DeviceKey::new(secrets.device_key),
+            devices: DeviceKey::new(&secrets.token_keys),
             device_ttl: settings.device_ttl,
             deleted_username_hold: settings.deleted_username_hold,
             metrics: Metrics::new(),
             throttle: Throttle::new(&settings.throttle),
         })
+    }
+
+    /// Reloads the keyrings with `load` at each SIGHUP, on a thread of its own. A reload that
+    /// fails (a file missing, a ring malformed) changes nothing and is logged.
+    pub fn reload_secrets_on_hangup(
+        self: &Arc<Self>,
+        load: impl Fn() -> anyhow::Result<Secrets> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGHUP])?;
+        let ctx = Arc::clone(self);
+        thread::Builder::new()
+            .name("reload".to_owned())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    match load() {
+                        Ok(secrets) => {
+                            ctx.set_secrets(&secrets);
+                            log::info!(
+                                "SIGHUP: reloaded the keyrings: peppers {}; token keys {}",
+                                secrets.peppers,
+                                secrets.token_keys
+                            );
+                        }
+                        Err(error) => log::error!(
+                            "SIGHUP: keeping the keyrings in use, the new ones do not load: \
+                             {error:#}"
+                        ),
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Takes new keyrings while serving (a reload): each request uses the rings of the moment
+    /// it reads them. Rotation without lockout relies on it (docs/OPERATIONS.md).
+    pub fn set_secrets(&self, secrets: &Secrets) {
+        self.hasher.set_peppers(secrets.peppers.clone());
+        self.tokens.set(&secrets.token_keys);
+        self.devices.set(&secrets.token_keys);
     }
 }

@@ -13,6 +13,7 @@ use proto::{ErrorCode, HEADER_LEN, Operation, Request, Response, Secret, VERSION
 use tcp_server::db::DbError;
 use tcp_server::ops::{self, Context};
 use tcp_server::password::{Hasher, PasswordParams};
+use tcp_server::secrets::Keyring;
 use tcp_server::seed;
 
 use crate::support::{
@@ -416,7 +417,7 @@ fn a_database_error_during_seeding_is_reported_not_a_hang() {
             iterations: 1,
             parallelism: 1,
         },
-        PEPPER.to_vec(),
+        Keyring::single(PEPPER).unwrap(),
         2,
     )
     .unwrap();

@@ -118,7 +118,20 @@ impl TestServer {
         )
     }
 
+    /// A server over a context the test keeps a hand on (to change its secrets while it
+    /// serves).
+    pub fn start_shared(workers: usize, ctx: Arc<Context>) -> Self {
+        Self::start_arc(
+            server_config(workers, Duration::from_secs(30), Duration::from_secs(2)),
+            ctx,
+        )
+    }
+
     pub fn start_config(config: ServerConfig, ctx: Context) -> Self {
+        Self::start_arc(config, Arc::new(ctx))
+    }
+
+    fn start_arc(config: ServerConfig, ctx: Arc<Context>) -> Self {
         let listeners = Listeners {
             protocol: TcpListener::bind("127.0.0.1:0").unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").unwrap(),
@@ -127,9 +140,8 @@ impl TestServer {
         let admin = listeners.admin.local_addr().unwrap();
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
-        let thread = thread::spawn(move || {
-            server::run(listeners, &config, Arc::new(ctx), testkit::tier_key(), stop)
-        });
+        let thread =
+            thread::spawn(move || server::run(listeners, &config, ctx, testkit::tier_key(), stop));
         TestServer {
             addr,
             admin,

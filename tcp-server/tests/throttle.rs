@@ -37,6 +37,7 @@ impl Binary {
             .args(["--max-connections-per-peer", "32"])
             .env("DATABASE_URL", database_url())
             .env("GATEHOUSE_PEPPER", std::str::from_utf8(PEPPER).unwrap())
+            .env("GATEHOUSE_TOKEN_KEY", std::str::from_utf8(PEPPER).unwrap())
             .env(
                 "GATEHOUSE_TIER_KEY",
                 std::str::from_utf8(testkit::TIER_SECRET).unwrap(),

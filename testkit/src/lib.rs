@@ -14,12 +14,12 @@ use prometheus_parse::{LineInfo, Scrape, Value};
 use tcp_server::db::{self, DbConfig};
 use tcp_server::ops::Context;
 use tcp_server::password::PasswordParams;
-use tcp_server::secrets::Secrets;
+use tcp_server::secrets::{Keyring, Secrets};
 use tcp_server::settings::Settings;
 use tcp_server::throttle::ThrottleConfig;
 
 /// The pepper of every test context: tests that forge tokens derive the signing key from it.
-pub const PEPPER: &[u8] = b"a test pepper of enough length";
+pub const PEPPER: &[u8] = b"a-test-pepper-of-enough-length";
 
 /// The tier secret of every test server and client.
 pub const TIER_SECRET: &[u8] = b"a test tier secret of enough length";
@@ -71,6 +71,38 @@ pub fn eventually(wait: Duration, mut condition: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A directory removed with the guard.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A private CA and the two certificates of the tier link's TLS, made by the script operators
+/// use (scripts/tier-ca), in a directory of the caller's own named after `name`.
+pub fn tier_ca(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("gatehouse-tls-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/tier-ca");
+    let status = std::process::Command::new(script)
+        .arg("--dir")
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running scripts/tier-ca");
+    assert!(status.success(), "scripts/tier-ca failed");
+    TempDir(dir)
+}
+
 /// A username no other test run has used.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}{:012x}", fastrand::u64(..) >> 16)
@@ -115,9 +147,14 @@ pub fn secrets() -> Secrets {
     secrets_with(PEPPER)
 }
 
-/// The secrets of another pepper (a backend after a pepper change).
+/// The secrets of another pepper (a backend after a pepper change): `pepper` alone is both
+/// keyrings.
 pub fn secrets_with(pepper: &[u8]) -> Secrets {
-    Secrets::from_pepper(pepper.to_vec()).expect("a test pepper is long enough")
+    let ring = Keyring::single(pepper).expect("a test pepper is long enough");
+    Secrets {
+        peppers: ring.clone(),
+        token_keys: ring,
+    }
 }
 
 /// A context over `settings` and the test pepper.

@@ -45,6 +45,11 @@ pub struct Args {
     /// Seeded users (seeded when missing).
     #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     users: u64,
+    /// Run this tree's stack with its tier link over TLS (`--tier-tls` on both servers, with
+    /// certificates scripts/tier-ca makes under --out): the cost of TLS, against a base in
+    /// clear.
+    #[arg(long)]
+    new_tls: bool,
     /// Where the table, the JSON and the logs go (relative to the workspace's root).
     #[arg(long, default_value = "target/ab")]
     out: PathBuf,
@@ -75,6 +80,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     stack::check_ports_free(&[ports(0), ports(1)].concat())?;
 
     let database_url = stack::seeded_database(&new, args.users)?;
+    let tls = if args.new_tls {
+        Some(stack::tier_tls(&out.join("tier-tls"))?)
+    } else {
+        None
+    };
 
     let half = args.connections as usize / 2;
     let mut spec = Spec::new(args.scenario, args.users, half, args.duration);
@@ -102,6 +112,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             &spec,
             &out,
             [ports(1), ports(0)],
+            tls.as_ref(),
         )?;
         let ratio = samples[1].throughput / samples[0].throughput;
         say(&format!(
@@ -125,6 +136,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let json = json!({
         "base": args.base,
         "base_commit": base_commit,
+        "new_tls": args.new_tls,
         "scenario": args.scenario.name(),
         "connections_each": half,
         "seconds": args.duration.as_secs(),
@@ -230,7 +242,15 @@ fn run_round(
     spec: &Spec,
     out: &Path,
     ports: [[u16; 4]; 2],
+    new_tls: Option<&impl Fn(&str) -> Vec<String>>,
 ) -> anyhow::Result<[Sample; 2]> {
+    // `--tier-tls` and the files of `side` for the new stack, when asked.
+    let tls = |index: usize, side: &str| -> Vec<String> {
+        match new_tls {
+            Some(flags) if index == 1 => flags(side),
+            _ => Vec::new(),
+        }
+    };
     let mut servers = Vec::new();
     for (index, (binaries, [tcp, tcp_admin, http, http_admin])) in
         binaries.iter().zip(ports).enumerate()
@@ -245,6 +265,7 @@ fn run_round(
             .args(["--admin-listen", &format!("127.0.0.1:{tcp_admin}")])
             .args(["--register-global-rate", "1000000"])
             .args(["--register-global-burst", "1000000"])
+            .args(tls(index, "tcp-server"))
             .env("DATABASE_URL", database_url);
         let tcp_server = start_fresh(&format!("{label}-tcp-server"), command, out)?;
         let mut command = Command::new(&binaries.http_server);
@@ -252,7 +273,8 @@ fn run_round(
             .args(dev(&binaries.http_server))
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(["--admin-listen", &format!("127.0.0.1:{http_admin}")])
-            .args(["--backend", &format!("127.0.0.1:{tcp}")]);
+            .args(["--backend", &format!("127.0.0.1:{tcp}")])
+            .args(tls(index, "http-server"));
         let http_server = start_fresh(&format!("{label}-http-server"), command, out)?;
         servers.push((tcp_server, http_server));
     }
@@ -381,8 +403,13 @@ fn render(args: &Args, base_commit: &str, rounds: &[[Sample; 2]]) -> String {
         .count();
     let errors = |index: usize| -> u64 { rounds.iter().map(|samples| samples[index].errors).sum() };
     let mut table = format!(
-        "{} side by side with {} ({}): {} rounds of {} s, {} connections each, {} users\n\n",
+        "{}{} side by side with {} ({}): {} rounds of {} s, {} connections each, {} users\n\n",
         args.scenario.name(),
+        if args.new_tls {
+            " (new: tier link over TLS)"
+        } else {
+            ""
+        },
         args.base,
         short(base_commit),
         rounds.len(),

@@ -9,7 +9,10 @@
 //! 5. profile, register and change-password, closed loop;
 //! 6. login-fixed again with tcp-server restarted at `--argon2 owasp`, against the bound the hash
 //!    itself sets (cores / verify time, the verify time measured here in this run);
-//! 7. peak RSS and threads of both servers.
+//! 7. login-random again with both servers restarted with `--tier-tls` (certificates from
+//!    scripts/tier-ca), against the authenticated link's run, with the tier handshakes each
+//!    needed (tcp-server's count of `Hello`);
+//! 8. peak RSS and threads of both servers.
 //!
 //! It writes a markdown table (bench.md) and everything as JSON (bench.json, with one loadtest
 //! report per run, and each run's JSON and SVG beside it) under `--out`, prints the table, and
@@ -106,6 +109,14 @@ struct Runs {
     register: Report,
     change_password: Report,
     login_owasp: Report,
+    login_tls: Report,
+}
+
+/// Tier handshakes tcp-server answered during a run: login-random over the authenticated
+/// link, and over TLS.
+struct Handshakes {
+    plain: u64,
+    tls: u64,
 }
 
 /// One verification's median time, in seconds, at each preset, measured in this process
@@ -128,6 +139,7 @@ struct Results {
     /// Peak threads, sampled each second: tcp-server, http-server.
     threads: (u64, u64),
     verify: VerifyTimes,
+    handshakes: Handshakes,
     runs: Runs,
 }
 
@@ -147,10 +159,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let _ = fs::remove_file(out.join("loadtest.txt"));
     say("argon2id: timing one verification at each preset (the hash bound of the owasp run)");
     let verify = VerifyTimes::measure()?;
-    let start_tcp = |preset: &str| {
+    // The TLS run's CA and certificates, made now so that the flags exist from the start.
+    let tls_args = stack::tier_tls(&out.join("tier-tls"))?;
+    let start_tcp = |preset: &str, tls: bool| {
         let mut command = Command::new(&binaries.tcp_server);
         command
             .args(["serve", "--migrate", "--dev", "--argon2", preset])
+            .args(if tls {
+                tls_args("tcp-server")
+            } else {
+                Vec::new()
+            })
             .args(["--listen", &format!("127.0.0.1:{}", ports.tcp)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", ports.tcp_admin)])
             // The register run spreads its connections over many loopback addresses (20
@@ -160,18 +179,33 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .args(["--register-global-rate", "1000000"])
             .args(["--register-global-burst", "1000000"])
             .env("DATABASE_URL", &database_url);
-        start_fresh(&format!("tcp-server-{preset}"), command, &out)
+        let name = if tls { "tcp-server-tls" } else { preset };
+        start_fresh(&format!("tcp-server-{name}"), command, &out)
     };
-    let mut tcp = start_tcp("fast")?;
-    let mut http = {
+    let start_http = |tls: bool| {
         let mut command = Command::new(&binaries.http_server);
         command
             .arg("--dev")
             .args(["--listen", &format!("127.0.0.1:{}", ports.http)])
             .args(["--admin-listen", &format!("127.0.0.1:{}", ports.http_admin)])
-            .args(["--backend", &format!("127.0.0.1:{}", ports.tcp)]);
-        start_fresh("http-server", command, &out)?
+            .args(["--backend", &format!("127.0.0.1:{}", ports.tcp)])
+            .args(if tls {
+                tls_args("http-server")
+            } else {
+                Vec::new()
+            });
+        start_fresh(
+            if tls {
+                "http-server-tls"
+            } else {
+                "http-server"
+            },
+            command,
+            &out,
+        )
     };
+    let mut tcp = start_tcp("fast", false)?;
+    let mut http = start_http(false)?;
     wait_ready(&mut tcp, &mut http, ports.http)?;
     say(&format!(
         "serving: http://127.0.0.1:{} (tcp-server pid {}, http-server pid {}; logs in {})",
@@ -233,7 +267,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ..spec(Step::Health, args.short)
         },
     )?;
+    let hellos = || hellos(ports.tcp_admin);
+    let before = hellos()?;
     let login_random = measure("login-random", spec(Step::LoginRandom, args.duration))?;
+    let plain_handshakes = hellos()? - before;
     let login_fixed = measure("login-fixed", spec(Step::LoginFixed, args.duration))?;
     let login_open = measure(
         "login-open",
@@ -272,7 +309,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // found closed and replaced.
     say("restarting tcp-server with --argon2 owasp");
     tcp.stop(Duration::from_secs(15));
-    tcp = start_tcp("owasp")?;
+    tcp = start_tcp("owasp", false)?;
     wait_ready(&mut tcp, &mut http, ports.http)?;
     let login_owasp = measure(
         "login-owasp",
@@ -281,6 +318,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ..spec(Step::LoginFixed, args.short)
         },
     )?;
+
+    // The tier link over TLS: both servers restarted with certificates of a private CA made
+    // for the run, then login-random as before.
+    say("restarting both servers with --tier-tls");
+    http.stop(Duration::from_secs(15));
+    tcp.stop(Duration::from_secs(15));
+    tcp = start_tcp("fast", true)?;
+    http = start_http(true)?;
+    wait_ready(&mut tcp, &mut http, ports.http)?;
+    let before = hellos()?;
+    let login_tls = measure("login-random-tls", spec(Step::LoginRandom, args.duration))?;
+    let handshakes = Handshakes {
+        plain: plain_handshakes,
+        tls: hellos()? - before,
+    };
     drop((http, tcp));
     let runs = Runs {
         health,
@@ -291,6 +343,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         register,
         change_password,
         login_owasp,
+        login_tls,
     };
 
     let results = Results {
@@ -303,6 +356,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         rss_kib,
         threads,
         verify,
+        handshakes,
         runs,
     };
     let table = render(&results);
@@ -317,6 +371,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         out.display()
     ));
     Ok(())
+}
+
+/// Tier handshakes tcp-server has answered (its count of `Hello` requests), from its admin
+/// listener.
+fn hellos(admin_port: u16) -> anyhow::Result<u64> {
+    let answer = crate::http::Call::get(admin_port, "/metrics").send();
+    ensure!(
+        answer.outcome == crate::http::Outcome::Status(200),
+        "tcp-server's /metrics answered {}",
+        answer.outcome
+    );
+    let text = String::from_utf8_lossy(&answer.body);
+    text.lines()
+        .find_map(|line| line.strip_prefix("gatehouse_tcp_requests_total{kind=\"hello\"} "))
+        .and_then(|count| count.trim().parse::<f64>().ok())
+        .map(|count| count as u64)
+        .context("no hello count in tcp-server's /metrics")
 }
 
 /// Starts a server with a fresh log, `<out>/<name>.log`.
@@ -402,7 +473,8 @@ impl VerifyTimes {
     fn measure() -> anyhow::Result<VerifyTimes> {
         use tcp_server::password::{Hasher, PasswordParams, Verified};
         let median = |params: PasswordParams, rounds: usize| -> anyhow::Result<f64> {
-            let hasher = Hasher::new(params, b"a pepper to time verifications".to_vec(), 1)?;
+            let pepper = tcp_server::secrets::Keyring::single("a pepper to time verifications")?;
+            let hasher = Hasher::new(params, pepper, 1)?;
             let stored = hasher.hash("correct horse battery staple")?;
             let mut times: Vec<f64> = (0..rounds)
                 .map(|_| {
@@ -694,6 +766,18 @@ fn render(results: &Results) -> String {
             count("timeout")
         ),
     );
+    let tls = &runs.login_tls;
+    row(
+        "login-random, TLS tier link, closed loop",
+        tls,
+        &format!(
+            "{:.2} of login-random's throughput over the authenticated link in clear; tier \
+             handshakes: {} (TLS) and {} (clear), one per pooled socket",
+            tls.throughput / runs.login_random.throughput,
+            results.handshakes.tls,
+            results.handshakes.plain
+        ),
+    );
     row(
         "GET /healthz (loadtest)",
         &runs.health,
@@ -738,7 +822,9 @@ fn to_json(results: &Results) -> serde_json::Value {
             "register": runs.register,
             "change-password": runs.change_password,
             "login-owasp": runs.login_owasp,
+            "login-random-tls": runs.login_tls,
         },
+        "tier_handshakes": {"clear": results.handshakes.plain, "tls": results.handshakes.tls},
         "verify_seconds": {"fast": results.verify.fast, "owasp": results.verify.owasp},
     })
 }
@@ -834,6 +920,7 @@ mod tests {
                 fast: 45e-6,
                 owasp: 24.2e-3,
             },
+            handshakes: Handshakes { plain: 17, tls: 16 },
             runs: Runs {
                 health: report(78_992.0),
                 login_random: report(13_315.2),
@@ -843,6 +930,7 @@ mod tests {
                 register: report(7_819.0),
                 change_password: report(2_000.0),
                 login_owasp: fake_report(75.0, 900, &[("200", 75), ("503", 900)]),
+                login_tls: report(12_650.0),
             },
         };
         let table = render(&results);
@@ -881,14 +969,19 @@ mod tests {
              the rest 503 (900) once past the queue bounds (2 s for a worker, 1 s for a hash), 0 \
              time-outs; loadtest retries a 503 at once |"
         );
-        assert!(lines[12].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
-        assert_eq!(lines.len(), 16);
+        assert!(lines[12].starts_with("| login-random, TLS tier link, closed loop | 12,650 |"));
+        assert!(lines[12].ends_with(
+            "| 0.95 of login-random's throughput over the authenticated link in clear; tier \
+             handshakes: 16 (TLS) and 17 (clear), one per pooled socket |"
+        ));
+        assert!(lines[13].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 17);
         assert_eq!(
-            lines[14],
+            lines[15],
             "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
         );
         assert_eq!(
-            lines[15],
+            lines[16],
             "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
              tcp-server 262, http-server 1025."
         );
@@ -897,5 +990,6 @@ mod tests {
         assert_eq!(json["runs"]["login-random"]["throughput"], 13_315.2);
         assert_eq!(json["runs"]["login-owasp"]["ok_throughput"], 75.0);
         assert_eq!(json["verify_seconds"]["owasp"], 24.2e-3);
+        assert_eq!(json["tier_handshakes"]["tls"], 16);
     }
 }

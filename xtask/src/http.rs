@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -122,9 +122,9 @@ impl Call {
             socket.bind(&SocketAddr::from((source, 0)).into())?;
         }
         socket.connect_timeout(&address.into(), self.timeout)?;
-        let stream: TcpStream = socket.into();
+        let mut link = service::link::Link::Plain(socket.into());
         // One deadline for the whole exchange, as the servers themselves use.
-        let mut io = proto::Deadline::after(&stream, self.timeout);
+        let mut io = service::link::Deadline::after(&mut link, self.timeout);
         io.write_all(self.head().as_bytes())?;
         if let Some(body) = &self.body {
             io.write_all(body.as_bytes())?;

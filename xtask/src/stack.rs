@@ -136,6 +136,30 @@ pub fn seeded_database(binaries: &Binaries, users: u64) -> anyhow::Result<String
     Ok(database_url)
 }
 
+/// A private CA and both tier certificates in `dir`, made by scripts/tier-ca; the flags that
+/// give `side` ("tcp-server" or "http-server") its files there, `--tier-tls` first.
+pub fn tier_tls(dir: &Path) -> anyhow::Result<impl Fn(&str) -> Vec<String> + use<>> {
+    let status = Command::new(root().join("scripts/tier-ca"))
+        .arg("--dir")
+        .arg(dir)
+        .status()
+        .context("running scripts/tier-ca")?;
+    anyhow::ensure!(status.success(), "scripts/tier-ca failed");
+    let dir = dir.to_owned();
+    Ok(move |side: &str| {
+        let file = |name: String| dir.join(name).display().to_string();
+        vec![
+            "--tier-tls".to_owned(),
+            "--tier-tls-cert".to_owned(),
+            file(format!("{side}.crt")),
+            "--tier-tls-key".to_owned(),
+            file(format!("{side}.key")),
+            "--tier-tls-ca".to_owned(),
+            file("ca.crt".to_owned()),
+        ]
+    })
+}
+
 /// Lets the servers and the load generator hold thousands of sockets; children inherit it.
 pub fn raise_open_files_limit() {
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {

@@ -1,0 +1,407 @@
+//! The tier link: one TCP connection between an http-server and a tcp-server, in the clear or
+//! inside TLS 1.3 (rustls, blocking `StreamOwned`, each side proving a certificate of one
+//! private CA: mutual TLS), and the deadline that bounds each exchange over it.
+//!
+//! Either way the protocol on top is the same, tier handshake included: TLS adds secrecy on the
+//! wire and a second proof of the peer; the tier key still decides who is served.
+
+use std::fs;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::{ClientConnection, RootCertStore, ServerConnection, StreamOwned};
+use thiserror::Error;
+
+/// Why the TLS set-up could not be built from its files.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{}: {error}", .file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// What failed (not a `source`: the message says it already).
+        error: io::Error,
+    },
+    /// A file holds no PEM item of the kind wanted, or a broken one.
+    #[error("{}: no {what} in it (PEM expected): {reason}", .file.display())]
+    Pem {
+        /// The file.
+        file: PathBuf,
+        /// What was looked for.
+        what: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A private key file other users can read.
+    #[error("{} is open to other users (mode {mode:o}): chmod 600 it", .file.display())]
+    OpenToOthers {
+        /// The file.
+        file: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// rustls refused the certificates or the key (a key that does not match, a CA it
+    /// cannot use).
+    #[error("TLS set-up: {0}")]
+    Rustls(String),
+}
+
+/// Where scripts/tier-ca writes by default, and both servers look.
+pub const DEFAULT_TLS_DIR: &str = ".data/tier-tls";
+
+/// The command line's TLS options, the same on both servers (each flattens it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Run the tier link over TLS 1.3 with certificates on both sides, signed by one private
+    /// CA (the other tier needs --tier-tls too). scripts/tier-ca makes the CA and both
+    /// certificates for local runs.
+    #[arg(long)]
+    pub tier_tls: bool,
+    /// This server's certificate chain (PEM), leaf first [default:
+    /// .data/tier-tls/<tcp-server|http-server>.crt, as scripts/tier-ca writes it].
+    #[arg(long)]
+    pub tier_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM), mode 0600 [default: .data/tier-tls/<server>.key].
+    #[arg(long)]
+    pub tier_tls_key: Option<PathBuf>,
+    /// The CA (PEM) that must have signed the other tier's certificates [default:
+    /// .data/tier-tls/ca.crt].
+    #[arg(long)]
+    pub tier_tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files of `side` ("tcp-server" or "http-server"), when --tier-tls is on.
+    pub fn files(&self, side: &str) -> Option<TlsFiles> {
+        if !self.tier_tls {
+            return None;
+        }
+        let defaults = TlsFiles::in_dir(Path::new(DEFAULT_TLS_DIR), side);
+        Some(TlsFiles {
+            cert: self.tier_tls_cert.clone().unwrap_or(defaults.cert),
+            key: self.tier_tls_key.clone().unwrap_or(defaults.key),
+            ca: self.tier_tls_ca.clone().unwrap_or(defaults.ca),
+        })
+    }
+}
+
+/// Where one side's certificate, its key and the CA it trusts for the other side are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// This side's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8 or SEC1), mode 0600.
+    pub key: PathBuf,
+    /// The CA (PEM) that must have signed the other side's certificate.
+    pub ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files `scripts/tier-ca` writes for `side` ("tcp-server" or "http-server") in `dir`.
+    pub fn in_dir(dir: &Path, side: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{side}.crt")),
+            key: dir.join(format!("{side}.key")),
+            ca: dir.join("ca.crt"),
+        }
+    }
+
+    /// What a server logs at start: "TLS 1.3 with <cert>, the other tier's certificates from
+    /// <ca>".
+    pub fn describe(&self) -> String {
+        format!(
+            "TLS 1.3 with {}, the other tier's certificates from {}",
+            self.cert.display(),
+            self.ca.display()
+        )
+    }
+
+    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        pem_certificates(&self.cert, "certificate")
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for ca in pem_certificates(&self.ca, "CA certificate")? {
+            roots
+                .add(ca)
+                .map_err(|error| TlsError::Rustls(format!("{}: {error}", self.ca.display())))?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let file = &self.key;
+        let mode = fs::metadata(file)
+            .map_err(|error| TlsError::Read {
+                file: file.clone(),
+                error,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(TlsError::OpenToOthers {
+                file: file.clone(),
+                mode: mode & 0o777,
+            });
+        }
+        PrivateKeyDer::from_pem_file(file).map_err(|error| pem_error(file, "private key", error))
+    }
+}
+
+fn pem_error(file: &Path, what: &'static str, error: rustls::pki_types::pem::Error) -> TlsError {
+    match error {
+        rustls::pki_types::pem::Error::Io(error) => TlsError::Read {
+            file: file.to_owned(),
+            error,
+        },
+        error => TlsError::Pem {
+            file: file.to_owned(),
+            what,
+            reason: error.to_string(),
+        },
+    }
+}
+
+fn pem_certificates(
+    file: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates = CertificateDer::pem_file_iter(file)
+        .map_err(|error| pem_error(file, what, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| pem_error(file, what, error))?;
+    if certificates.is_empty() {
+        return Err(TlsError::Pem {
+            file: file.to_owned(),
+            what,
+            reason: "the file is empty".to_owned(),
+        });
+    }
+    Ok(certificates)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// tcp-server's side: TLS 1.3 only, its certificate, and a client certificate signed by the
+/// CA required of every peer. No session resumption: pooled links live long, and a ticket
+/// arriving unasked would look like data on an idle socket.
+pub fn server_config(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(files.roots()?, provider())
+        .build()
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Rustls(error.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(files.certificates()?, files.private_key()?)
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    Ok(Arc::new(config))
+}
+
+/// http-server's side: TLS 1.3 only, servers checked against the CA, and its own certificate
+/// for the server to check.
+pub fn client_config(files: &TlsFiles) -> Result<ClientTls, TlsError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| TlsError::Rustls(error.to_string()))?
+        .with_root_certificates(files.roots()?)
+        .with_client_auth_cert(files.certificates()?, files.private_key()?)
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    config.resumption = Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// The name a server's certificate must carry: a DNS name, or an IP address as text.
+pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(name.to_owned())
+        .map_err(|error| TlsError::Rustls(format!("server name {name:?}: {error}")))
+}
+
+/// tcp-server's TLS set-up, as [`server_config`] builds it.
+pub type ServerTls = Arc<rustls::ServerConfig>;
+/// http-server's TLS set-up, as [`client_config`] builds it.
+pub type ClientTls = Arc<rustls::ClientConfig>;
+
+/// The name a server's certificate is checked against.
+pub type TlsServerName = ServerName<'static>;
+
+/// What a failed read or write says about TLS: the TLS error (a certificate refused, an alert
+/// from the peer, bytes that are not TLS), or `None` for anything else (a timeout, a close).
+pub fn tls_failure(error: &io::Error) -> Option<String> {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(ToString::to_string)
+}
+
+/// One connection of the tier link.
+pub enum Link {
+    /// In the clear.
+    Plain(TcpStream),
+    /// TLS, tcp-server's end.
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    /// TLS, http-server's end.
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Link {
+    /// tcp-server's end of an accepted connection: TLS when `tls` is given (the TLS handshake
+    /// happens with the first read, under that read's deadline).
+    pub fn accept(stream: TcpStream, tls: Option<&ServerTls>) -> io::Result<Link> {
+        Ok(match tls {
+            None => Link::Plain(stream),
+            Some(config) => {
+                let connection =
+                    ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+                Link::Server(Box::new(StreamOwned::new(connection, stream)))
+            }
+        })
+    }
+
+    /// http-server's end of a connection to a server named `name`: TLS when `tls` is given
+    /// (the TLS handshake happens with the first write, under its deadline).
+    pub fn connect(
+        stream: TcpStream,
+        tls: Option<(&ClientTls, &ServerName<'static>)>,
+    ) -> io::Result<Link> {
+        Ok(match tls {
+            None => Link::Plain(stream),
+            Some((config, name)) => {
+                let connection = ClientConnection::new(Arc::clone(config), name.clone())
+                    .map_err(io::Error::other)?;
+                Link::Client(Box::new(StreamOwned::new(connection, stream)))
+            }
+        })
+    }
+
+    /// The TCP socket underneath, for timeouts, peeking and shutting down.
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Link::Plain(stream) => stream,
+            Link::Server(tls) => tls.get_ref(),
+            Link::Client(tls) => tls.get_ref(),
+        }
+    }
+
+    /// Whether this is TLS and its handshake is not done yet.
+    pub fn tls_handshaking(&self) -> bool {
+        match self {
+            Link::Plain(_) => false,
+            Link::Server(tls) => tls.conn.is_handshaking(),
+            Link::Client(tls) => tls.conn.is_handshaking(),
+        }
+    }
+
+    /// Whether decrypted bytes are waiting, which a read returns without the socket: a peer
+    /// may send two frames in one TLS record, and the socket then shows nothing for the second.
+    pub fn buffered(&mut self) -> bool {
+        let state = match self {
+            Link::Plain(_) => return false,
+            Link::Server(tls) => tls.conn.process_new_packets(),
+            Link::Client(tls) => tls.conn.process_new_packets(),
+        };
+        state.is_ok_and(|state| state.plaintext_bytes_to_read() > 0)
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(stream) => stream.read(buf),
+            Link::Server(tls) => tls.read(buf),
+            Link::Client(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    // TLS: each write is flushed to the socket at once, so a frame never waits in rustls's
+    // buffer for a later write that will not come (the protocol writes whole frames, then
+    // reads).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(stream) => stream.write(buf),
+            Link::Server(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
+            Link::Client(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(stream) => stream.flush(),
+            Link::Server(tls) => tls.flush(),
+            Link::Client(tls) => tls.flush(),
+        }
+    }
+}
+
+/// A link with one deadline for a whole exchange (a frame, or a request and its response):
+/// each read or write gets only the time left, so a peer that trickles bytes cannot stretch it.
+/// The socket's timeout is set before each read and write.
+pub struct Deadline<'a> {
+    link: &'a mut Link,
+    deadline: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// Wraps `link`; every read and write must finish `timeout` from now.
+    pub fn after(link: &'a mut Link, timeout: Duration) -> Self {
+        Deadline {
+            link,
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        // TLS may also write during a read (its handshake), so both timeouts are set.
+        if !matches!(self.link, Link::Plain(_)) {
+            self.link.socket().set_write_timeout(Some(left))?;
+        }
+        self.link.socket().set_read_timeout(Some(left))?;
+        self.link.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        if !matches!(self.link, Link::Plain(_)) {
+            self.link.socket().set_read_timeout(Some(left))?;
+        }
+        self.link.socket().set_write_timeout(Some(left))?;
+        self.link.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
