@@ -137,8 +137,11 @@ impl Connection {
         max_frame_len: u32,
     ) -> Result<Response, ExchangeError> {
         if self.peer_has_closed() {
+            // A new TLS connection closed before its first exchange is tcp-server refusing it
+            // at its bounds (see `handshake_error`); any other is a stale socket.
+            let refused = !self.authenticated && self.link.tls_handshaking();
             return Err(ExchangeError::NotSent {
-                busy_retry_ms: None,
+                busy_retry_ms: refused.then_some(100),
             });
         }
         let mut stream = Deadline::after(&mut self.link, timeout);
@@ -147,14 +150,17 @@ impl Connection {
             let mut nonce = [0u8; NONCE_LEN];
             getrandom::fill(&mut nonce)
                 .map_err(|error| ExchangeError::Refused(format!("no randomness: {error}")))?;
-            proto::handshake(
+            let shaken = proto::handshake(
                 &mut stream,
                 &self.tier_key,
                 nonce,
                 &mut self.read_buf,
                 max_frame_len,
-            )
-            .map_err(handshake_error)?;
+            );
+            if let Err(error) = shaken {
+                drop(stream);
+                return Err(handshake_error(error, self.link.tls_handshaking()));
+            }
             self.authenticated = true;
             // The handshake used ids 1 and 2.
             self.next_request_id = 2;
@@ -205,8 +211,9 @@ impl Connection {
     }
 }
 
-/// What a failed handshake means for the request: nothing of it was sent.
-fn handshake_error(error: HandshakeError) -> ExchangeError {
+/// What a failed handshake means for the request: nothing of it was sent. `in_tls` says that
+/// it failed inside the TLS handshake.
+fn handshake_error(error: HandshakeError, in_tls: bool) -> ExchangeError {
     match error {
         // Refused at the connection bound before reading anything.
         HandshakeError::Refused(reply) if reply.code == ErrorCode::Busy => ExchangeError::NotSent {
@@ -228,6 +235,18 @@ fn handshake_error(error: HandshakeError) -> ExchangeError {
             if is_timeout(&error) =>
         {
             ExchangeError::TimedOut
+        }
+        // Over TLS, a tcp-server at its connection bounds closes a new connection instead of
+        // answering Busy (which would need the TLS handshake first): a close inside the TLS
+        // handshake is that refusal. Treated as Busy, it sends the request to another backend
+        // or answers 503 with Retry-After, rather than opening more connections to this one.
+        HandshakeError::Read(ReadError::Io(_) | ReadError::Closed)
+        | HandshakeError::Write(proto::WriteError::Io(_))
+            if in_tls =>
+        {
+            ExchangeError::NotSent {
+                busy_retry_ms: Some(100),
+            }
         }
         // A socket found closed or broken: as stale as one found closed before a request.
         HandshakeError::Read(ReadError::Io(_) | ReadError::Closed) | HandshakeError::Write(_) => {

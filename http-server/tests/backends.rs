@@ -498,6 +498,7 @@ fn over_tls_the_api_works_with_one_handshake_per_pooled_socket_and_a_mismatch_is
     let ca = testkit::tier_ca("front");
     let backend = Backend::start_tls(
         link::server_config(&TlsFiles::in_dir(&ca, "tcp-server")).expect("tcp-server's TLS"),
+        16,
     );
     let mut tls_config = config(&[backend.addr]);
     tls_config.backend.tls = Some(http_server::BackendTls {
@@ -538,4 +539,45 @@ fn over_tls_the_api_works_with_one_handshake_per_pooled_socket_and_a_mismatch_is
     ] {
         send_auth("GET", &front.url("/api/v1/me"), &token).assert_error(503, "backend_unavailable");
     }
+}
+
+#[test]
+fn over_tls_a_backend_at_its_connection_bound_is_answered_busy_not_unavailable() {
+    use service::link::{self, Link, TlsFiles};
+    let ca = testkit::tier_ca("bound");
+    let backend = Backend::start_tls(
+        link::server_config(&TlsFiles::in_dir(&ca, "tcp-server")).unwrap(),
+        1,
+    );
+    let client_tls = link::client_config(&TlsFiles::in_dir(&ca, "http-server")).unwrap();
+    // Another peer holds the only worker, authenticated and idle.
+    let stream = TcpStream::connect(backend.addr).unwrap();
+    let name = link::server_name("127.0.0.1").unwrap();
+    let mut holder = Link::connect(stream, Some((&client_tls, &name))).unwrap();
+    let mut buf = Vec::new();
+    proto::handshake(
+        &mut holder,
+        &testkit::tier_key(),
+        [1; proto::NONCE_LEN],
+        &mut buf,
+        proto::DEFAULT_MAX_FRAME_LEN,
+    )
+    .unwrap();
+    let mut config = config(&[backend.addr]);
+    config.backend.tls = Some(http_server::BackendTls {
+        config: client_tls,
+        server_name: None,
+    });
+    let front = Front::start_with(config, Duration::from_secs(5));
+    // tcp-server closes each new connection at once (a Busy frame would need TLS first):
+    // http-server takes that for the refusal it is.
+    let answer = send_json(
+        "POST",
+        &front.url("/api/v1/sessions"),
+        None,
+        &json!({"username": "nobody-here", "password": PASSWORD}),
+    );
+    answer.assert_error(503, "backend_busy");
+    assert!(answer.header("Retry-After").is_some());
+    drop(holder);
 }

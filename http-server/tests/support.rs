@@ -94,11 +94,11 @@ impl Backend {
         Backend::start_with_context(context_with(pepper, params, Duration::from_secs(3600)))
     }
 
-    /// A backend that speaks only TLS (`--tier-tls`).
-    pub fn start_tls(tls: service::link::ServerTls) -> Backend {
+    /// A backend that speaks only TLS (`--tier-tls`), serving `workers` connections at most.
+    pub fn start_tls(tls: service::link::ServerTls, workers: usize) -> Backend {
         Backend::start_configured(
             TcpListener::bind("127.0.0.1:0").unwrap(),
-            16,
+            workers,
             context(),
             Some(tls),
         )

@@ -252,26 +252,83 @@ pub fn tls_failure(error: &io::Error) -> Option<String> {
         .map(ToString::to_string)
 }
 
+/// A TCP socket under a deadline: each read and write gets only the time left, set on the
+/// socket just before the system call, and none is made once it has passed. It is the
+/// transport under TLS too, so that a peer trickling a handshake or a record byte by byte
+/// cannot stretch an exchange: rustls reads and writes the socket as often as it needs within
+/// one of our calls, and each of its system calls is bounded here, not only ours.
+pub struct TimedSocket {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl TimedSocket {
+    fn left(&self) -> io::Result<Option<Duration>> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+        }
+        Ok(Some(left))
+    }
+}
+
+impl Read for TimedSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = self.left()? {
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
+}
+
+impl Write for TimedSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(left) = self.left()? {
+            self.stream.set_write_timeout(Some(left))?;
+        }
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 /// One connection of the tier link.
 pub enum Link {
     /// In the clear.
-    Plain(TcpStream),
+    Plain(TimedSocket),
     /// TLS, tcp-server's end.
-    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Server(Box<StreamOwned<ServerConnection, TimedSocket>>),
     /// TLS, http-server's end.
-    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Client(Box<StreamOwned<ClientConnection, TimedSocket>>),
 }
 
 impl Link {
+    /// A link in the clear over `stream`.
+    pub fn plain(stream: TcpStream) -> Link {
+        Link::Plain(TimedSocket {
+            stream,
+            deadline: None,
+        })
+    }
+
     /// tcp-server's end of an accepted connection: TLS when `tls` is given (the TLS handshake
     /// happens with the first read, under that read's deadline).
     pub fn accept(stream: TcpStream, tls: Option<&ServerTls>) -> io::Result<Link> {
         Ok(match tls {
-            None => Link::Plain(stream),
+            None => Link::plain(stream),
             Some(config) => {
                 let connection =
                     ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-                Link::Server(Box::new(StreamOwned::new(connection, stream)))
+                let socket = TimedSocket {
+                    stream,
+                    deadline: None,
+                };
+                Link::Server(Box::new(StreamOwned::new(connection, socket)))
             }
         })
     }
@@ -283,21 +340,33 @@ impl Link {
         tls: Option<(&ClientTls, &ServerName<'static>)>,
     ) -> io::Result<Link> {
         Ok(match tls {
-            None => Link::Plain(stream),
+            None => Link::plain(stream),
             Some((config, name)) => {
                 let connection = ClientConnection::new(Arc::clone(config), name.clone())
                     .map_err(io::Error::other)?;
-                Link::Client(Box::new(StreamOwned::new(connection, stream)))
+                let socket = TimedSocket {
+                    stream,
+                    deadline: None,
+                };
+                Link::Client(Box::new(StreamOwned::new(connection, socket)))
             }
         })
+    }
+
+    fn timed(&mut self) -> &mut TimedSocket {
+        match self {
+            Link::Plain(socket) => socket,
+            Link::Server(tls) => &mut tls.sock,
+            Link::Client(tls) => &mut tls.sock,
+        }
     }
 
     /// The TCP socket underneath, for timeouts, peeking and shutting down.
     pub fn socket(&self) -> &TcpStream {
         match self {
-            Link::Plain(stream) => stream,
-            Link::Server(tls) => tls.get_ref(),
-            Link::Client(tls) => tls.get_ref(),
+            Link::Plain(socket) => &socket.stream,
+            Link::Server(tls) => &tls.sock.stream,
+            Link::Client(tls) => &tls.sock.stream,
         }
     }
 
@@ -325,7 +394,7 @@ impl Link {
 impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(stream) => stream.read(buf),
+            Link::Plain(socket) => socket.read(buf),
             Link::Server(tls) => tls.read(buf),
             Link::Client(tls) => tls.read(buf),
         }
@@ -338,7 +407,7 @@ impl Write for Link {
     // reads).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(stream) => stream.write(buf),
+            Link::Plain(socket) => socket.write(buf),
             Link::Server(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
             Link::Client(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
         }
@@ -346,7 +415,7 @@ impl Write for Link {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Link::Plain(stream) => stream.flush(),
+            Link::Plain(socket) => socket.flush(),
             Link::Server(tls) => tls.flush(),
             Link::Client(tls) => tls.flush(),
         }
@@ -354,54 +423,43 @@ impl Write for Link {
 }
 
 /// A link with one deadline for a whole exchange (a frame, or a request and its response):
-/// each read or write gets only the time left, so a peer that trickles bytes cannot stretch it.
-/// The socket's timeout is set before each read and write.
+/// every system call under it, ours or TLS's, gets only the time left (see [`TimedSocket`]).
+/// The deadline ends with this guard.
 pub struct Deadline<'a> {
     link: &'a mut Link,
-    deadline: Instant,
 }
 
 impl<'a> Deadline<'a> {
-    /// Wraps `link`; every read and write must finish `timeout` from now.
+    /// Wraps `link`; everything must be done `timeout` from now.
     pub fn after(link: &'a mut Link, timeout: Duration) -> Self {
-        Deadline {
-            link,
-            deadline: Instant::now() + timeout,
-        }
+        Deadline::until(link, Instant::now() + timeout)
     }
 
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
-        }
-        Ok(left)
+    /// Wraps `link`; everything must be done by `deadline`.
+    pub fn until(link: &'a mut Link, deadline: Instant) -> Self {
+        link.timed().deadline = Some(deadline);
+        Deadline { link }
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        self.link.timed().deadline = None;
     }
 }
 
 impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.left()?;
-        // TLS may also write during a read (its handshake), so both timeouts are set.
-        if !matches!(self.link, Link::Plain(_)) {
-            self.link.socket().set_write_timeout(Some(left))?;
-        }
-        self.link.socket().set_read_timeout(Some(left))?;
         self.link.read(buf)
     }
 }
 
 impl Write for Deadline<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.left()?;
-        if !matches!(self.link, Link::Plain(_)) {
-            self.link.socket().set_read_timeout(Some(left))?;
-        }
-        self.link.socket().set_write_timeout(Some(left))?;
         self.link.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.link.flush()
     }
 }

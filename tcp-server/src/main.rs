@@ -59,6 +59,9 @@ enum Command {
     /// Count the accounts whose password hash uses each pepper, to tell when an old pepper can
     /// leave the ring (docs/OPERATIONS.md, "Rotating the secrets").
     Peppers(PeppersArgs),
+    /// Load both keyrings as `serve` would and print their key ids, or say what is wrong and
+    /// exit 1: check edited files before a reload (the systemd unit's reload does).
+    CheckKeyrings(KeyringFiles),
 }
 
 #[derive(Debug, Args)]
@@ -66,8 +69,24 @@ struct PeppersArgs {
     /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    #[command(flatten)]
-    pepper: PepperArgs,
+    /// The pepper ring to compare with (GATEHOUSE_PEPPER instead, if set).
+    #[arg(long, env = "GATEHOUSE_PEPPER_FILE", default_value = ".data/pepper")]
+    pepper_file: PathBuf,
+}
+
+/// Where the two keyrings are, for `check-keyrings`.
+#[derive(Debug, Args)]
+struct KeyringFiles {
+    /// The pepper ring (GATEHOUSE_PEPPER instead, if set).
+    #[arg(long, env = "GATEHOUSE_PEPPER_FILE", default_value = ".data/pepper")]
+    pepper_file: PathBuf,
+    /// The token key ring (GATEHOUSE_TOKEN_KEY instead, if set).
+    #[arg(
+        long,
+        env = "GATEHOUSE_TOKEN_KEY_FILE",
+        default_value = ".data/token-key"
+    )]
+    token_key_file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -390,6 +409,20 @@ fn main() {
         }),
         Command::Seed(args) => seed(&args),
         Command::Peppers(args) => peppers(&args),
+        Command::CheckKeyrings(files) => SecretFiles {
+            pepper: PepperArgs {
+                pepper_file: files.pepper_file,
+                dev: false,
+            },
+            token_key_file: files.token_key_file,
+        }
+        .load()
+        .map(|secrets| {
+            println!(
+                "peppers {}; token keys {}",
+                secrets.peppers, secrets.token_keys
+            );
+        }),
     };
     if let Err(error) = result {
         log::error!("{error:#}");
@@ -419,9 +452,17 @@ fn seed(args: &SeedArgs) -> anyhow::Result<()> {
 }
 
 fn peppers(args: &PeppersArgs) -> anyhow::Result<()> {
-    let ring = args.pepper.load()?;
+    let pepper = PepperArgs {
+        pepper_file: args.pepper_file.clone(),
+        dev: false,
+    };
+    let ring = pepper.load()?;
     let counts = secrets::accounts_by_pepper(&args.database_url)?;
-    println!("pepper  accounts  in {}", args.pepper.pepper_file.display());
+    let source = match std::env::var_os("GATEHOUSE_PEPPER") {
+        Some(_) => "GATEHOUSE_PEPPER".to_owned(),
+        None => args.pepper_file.display().to_string(),
+    };
+    println!("pepper  accounts  in {source}");
     for (id, accounts) in counts {
         let (id, held) = match id {
             Some(id) if id == ring.current().0 => (id.to_string(), "current"),
@@ -435,6 +476,8 @@ fn peppers(args: &PeppersArgs) -> anyhow::Result<()> {
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    // First: SIGHUP would otherwise kill a server still starting.
+    let hangups = settings::Hangups::catch().context("installing the SIGHUP handler")?;
     let mut settings = args.settings();
     let files = SecretFiles {
         pepper: args.pepper.clone(),
@@ -471,8 +514,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         );
     }
     let ctx = Arc::new(Context::new(&settings, &secrets)?);
-    ctx.reload_secrets_on_hangup(move || files.reload())
-        .context("installing the SIGHUP handler")?;
+    ctx.reload_secrets_on(hangups, move || files.reload())
+        .context("starting the reload thread")?;
     // Start regardless, so the servers can come up in any order; readiness follows the
     // database (see tcp-server/README.md, "Start-up without the database").
     match ctx.db.check() {

@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::db::PoolState;
+use crate::secrets::Secrets;
 use crate::throttle::Throttle;
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -24,6 +25,13 @@ const BUCKETS: [f64; 11] = [
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabel {
+    ring: &'static str,
+    id: String,
+    current: &'static str,
 }
 
 /// One operation's series, looked up once at start so a request costs no label lookup.
@@ -51,6 +59,11 @@ pub struct Metrics {
     pub unauthenticated: Counter,
     /// Logins refused by the throttle.
     pub logins_throttled: Counter,
+    /// Stored hashes replaced at a login (other parameters, or an old pepper).
+    pub password_rehashes: Counter,
+    /// The keys of each keyring in use, 1 each, labelled with the ring, the id and whether it
+    /// is current: what an operator checks on every server between rotation steps.
+    keyring: Family<KeyLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -98,8 +111,13 @@ impl Metrics {
         let (connections_accepted, connections_refused) = (Counter::default(), Counter::default());
         let connections_active = Gauge::default();
         let (protocol_errors, logins_throttled) = (Counter::default(), Counter::default());
-        let unauthenticated = Counter::default();
+        let (unauthenticated, password_rehashes) = (Counter::default(), Counter::default());
         for (name, help, counter) in [
+            (
+                "gatehouse_tcp_password_rehashes",
+                "Stored password hashes replaced at a login: other parameters, or an old pepper",
+                &password_rehashes,
+            ),
             (
                 "gatehouse_tcp_connections_accepted",
                 "Connections handed to a worker",
@@ -133,6 +151,12 @@ impl Metrics {
             "Connections being served",
             connections_active.clone(),
         );
+        let keyring = Family::<KeyLabel, Gauge>::default();
+        registry.register(
+            "gatehouse_tcp_keyring_keys",
+            "The keys of each keyring in use (pepper, token), by id, and which is current",
+            keyring.clone(),
+        );
         Metrics {
             registry,
             per_kind,
@@ -142,6 +166,25 @@ impl Metrics {
             protocol_errors,
             unauthenticated,
             logins_throttled,
+            password_rehashes,
+            keyring,
+        }
+    }
+
+    /// Shows the keys of both rings now in use.
+    pub fn set_keyrings(&self, secrets: &Secrets) {
+        self.keyring.clear();
+        for (ring, keys) in [("pepper", &secrets.peppers), ("token", &secrets.token_keys)] {
+            let current = keys.current().0;
+            for id in keys.ids() {
+                self.keyring
+                    .get_or_create(&KeyLabel {
+                        ring,
+                        id: id.to_string(),
+                        current: if id == current { "true" } else { "false" },
+                    })
+                    .set(1);
+            }
         }
     }
 

@@ -163,11 +163,13 @@ impl Hasher {
     /// A PHC string for `password` with a fresh random salt, under the current pepper.
     pub fn hash(&self, password: &str) -> Result<String, HashError> {
         let salt = SaltString::generate(&mut OsRng);
+        let _ticket = self.queue.acquire().map_err(|Busy| HashError::Busy)?;
+        // The ring of when the hash starts, not of when it queued: a pepper retired meanwhile
+        // is not used.
         let peppers = self.peppers.get();
         let (id, pepper) = peppers.current();
         let params = argon2_params(self.params, id).map_err(|e| HashError::Argon2(e.into()))?;
         let argon2 = argon2(pepper, params).map_err(|e| HashError::Argon2(e.into()))?;
-        let _ticket = self.queue.acquire().map_err(|Busy| HashError::Busy)?;
         let hash = argon2
             .hash_password(password.as_bytes(), &salt)
             .map_err(HashError::Argon2)?;

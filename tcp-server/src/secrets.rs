@@ -44,7 +44,10 @@ pub enum KeyringError {
         line: usize,
     },
     /// An id that is not a number from 0 to 255.
-    #[error("line {line}: the key id must be a number from 0 to 255")]
+    #[error(
+        "line {line}: the key id must be a number from 0 to 255 (a secret holds no spaces, so a \
+         line of several words is \"<id> <secret>\")"
+    )]
     BadId {
         /// The line, from 1.
         line: usize,

@@ -436,10 +436,16 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             Err(error) if error.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
-        // A request is arriving: all of it must arrive within the I/O timeout.
-        let mut reader = Deadline::after(&mut link, config.io_timeout);
+        // A request is arriving: all of it must arrive within the I/O timeout, and a TLS
+        // handshake (which comes first) within the handshake timeout from the accept.
+        let mut deadline = Instant::now() + config.io_timeout;
+        if link.tls_handshaking() {
+            deadline = deadline.min(accepted + config.handshake_timeout);
+        }
+        let mut reader = Deadline::until(&mut link, deadline);
         let frame =
             proto::read_frame::<_, Request>(&mut reader, &mut read_buf, config.max_frame_len);
+        drop(reader);
         let frame = match frame {
             Ok(frame) => frame,
             Err(ReadError::Decode(error)) => {
@@ -455,8 +461,9 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
                 );
                 return;
             }
-            Err(ReadError::Io(error)) if link.tls_handshaking() => {
-                // No certificate, one of another CA, not TLS at all: refused before anything.
+            Err(error) if link.tls_handshaking() => {
+                // No certificate, one of another CA, not TLS at all, too slow: refused before
+                // anything.
                 ctx.metrics.unauthenticated.inc();
                 log::debug!("closing a connection whose TLS handshake failed: {error}");
                 return;
@@ -484,9 +491,8 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
                     (Response::Error(refusal), true)
                 }
             };
-            let mut writer = Deadline::after(&mut link, config.io_timeout);
             let sent = proto::write_frame(
-                &mut writer,
+                &mut Deadline::after(&mut link, config.io_timeout),
                 frame.request_id,
                 &Trace::NONE,
                 &reply,
@@ -516,9 +522,8 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             ),
             _ => log::debug!("{name}: ok in {:.2} ms", took.as_secs_f64() * 1000.0),
         }
-        let mut writer = Deadline::after(&mut link, config.io_timeout);
         let sent = proto::write_frame(
-            &mut writer,
+            &mut Deadline::after(&mut link, config.io_timeout),
             frame.request_id,
             &frame.trace,
             &response,

@@ -86,6 +86,18 @@ impl Settings {
     }
 }
 
+/// SIGHUP caught, from the moment this is made: a reload asked for while the server is still
+/// starting waits for [`Context::reload_secrets_on`] instead of killing the process (SIGHUP's
+/// default action).
+pub struct Hangups(Signals);
+
+impl Hangups {
+    /// Catches SIGHUP from now on.
+    pub fn catch() -> std::io::Result<Hangups> {
+        Signals::new([SIGHUP]).map(Hangups)
+    }
+}
+
 /// The cores of this machine (two when it cannot be told).
 pub fn cores() -> usize {
     thread::available_parallelism().map_or(2, usize::from)
@@ -110,18 +122,24 @@ impl Context {
             devices: DeviceKey::new(&secrets.token_keys),
             device_ttl: settings.device_ttl,
             deleted_username_hold: settings.deleted_username_hold,
-            metrics: Metrics::new(),
+            metrics: {
+                let metrics = Metrics::new();
+                metrics.set_keyrings(secrets);
+                metrics
+            },
             throttle: Throttle::new(&settings.throttle),
         })
     }
 
-    /// Reloads the keyrings with `load` at each SIGHUP, on a thread of its own. A reload that
-    /// fails (a file missing, a ring malformed) changes nothing and is logged.
-    pub fn reload_secrets_on_hangup(
+    /// Reloads the keyrings with `load` at each SIGHUP caught by `hangups`, on a thread of its
+    /// own. A reload that fails (a file missing, a ring malformed) changes nothing and is
+    /// logged.
+    pub fn reload_secrets_on(
         self: &Arc<Self>,
+        hangups: Hangups,
         load: impl Fn() -> anyhow::Result<Secrets> + Send + 'static,
     ) -> std::io::Result<()> {
-        let mut signals = Signals::new([SIGHUP])?;
+        let Hangups(mut signals) = hangups;
         let ctx = Arc::clone(self);
         thread::Builder::new()
             .name("reload".to_owned())
@@ -152,5 +170,6 @@ impl Context {
         self.hasher.set_peppers(secrets.peppers.clone());
         self.tokens.set(&secrets.token_keys);
         self.devices.set(&secrets.token_keys);
+        self.metrics.set_keyrings(secrets);
     }
 }

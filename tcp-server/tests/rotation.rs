@@ -1,5 +1,5 @@
-//! Rotating both secrets while logins run, as docs/OPERATIONS.md tells an operator to: no login
-//! fails, hashes under the old pepper are re-hashed under the new one as their owners log in,
+//! Rotating both secrets while logins run on two tcp-servers, step by step on one server then
+//! the other, as docs/OPERATIONS.md tells an operator to: no login fails, hashes under the old pepper are re-hashed under the new one as their owners log in,
 //! tokens of the old key work until it is retired and are refused after. Then the same through
 //! the binary: SIGHUP reloads the files, a ring that does not load changes nothing, and
 //! `tcp-server peppers` counts the accounts under each pepper.
@@ -73,10 +73,18 @@ fn both_secrets_rotate_under_load_with_no_failed_login() {
     const ACCOUNTS: usize = 40;
     const LOADERS: usize = 4;
     let database = FreshDatabase::create();
-    let ctx = Arc::new(context_for(&database.url, FAST, Duration::from_secs(3600)));
-    ctx.set_secrets(&secrets(PEPPER_0, TOKEN_KEY_0));
-    let server = TestServer::start_shared(16, Arc::clone(&ctx));
-    let mut client = server.client();
+    let ctxs: Vec<Arc<_>> = (0..2)
+        .map(|_| {
+            let ctx = Arc::new(context_for(&database.url, FAST, Duration::from_secs(3600)));
+            ctx.set_secrets(&secrets(PEPPER_0, TOKEN_KEY_0));
+            ctx
+        })
+        .collect();
+    let servers: Vec<TestServer> = ctxs
+        .iter()
+        .map(|ctx| TestServer::start_shared(16, Arc::clone(ctx)))
+        .collect();
+    let mut client = servers[0].client();
     let names: Vec<String> = (0..ACCOUNTS).map(|i| format!("rotate{i}")).collect();
     for name in &names {
         register(&mut client, name);
@@ -93,7 +101,7 @@ fn both_secrets_rotate_under_load_with_no_failed_login() {
     );
 
     // The load: every loader logs in as each account in turn and reads the profile with the
-    // new session, counting what each phase of the rotation got.
+    // new session on the other server, counting what each phase of the rotation got.
     let phase = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let logins: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
@@ -102,7 +110,8 @@ fn both_secrets_rotate_under_load_with_no_failed_login() {
         .map(|loader| {
             let (names, phase, stop) = (names.clone(), phase.clone(), stop.clone());
             let (logins, failures) = (logins.clone(), failures.clone());
-            let mut client = server.client();
+            let mut client = servers[loader % 2].client();
+            let mut other = servers[(loader + 1) % 2].client();
             thread::spawn(move || {
                 for name in names.iter().cycle().skip(loader * 7) {
                     if stop.load(Ordering::Relaxed) {
@@ -110,7 +119,7 @@ fn both_secrets_rotate_under_load_with_no_failed_login() {
                     }
                     let now = phase.load(Ordering::Relaxed);
                     match login(&mut client, name) {
-                        Ok(session) => match profile(&mut client, &session.token) {
+                        Ok(session) => match profile(&mut other, &session.token) {
                             Ok(()) => {
                                 logins[now].fetch_add(1, Ordering::Relaxed);
                             }
@@ -128,9 +137,13 @@ fn both_secrets_rotate_under_load_with_no_failed_login() {
         })
         .collect();
     let next_phase = |secrets: Secrets| {
-        // Let each phase carry load before the next.
+        // Let each phase carry load before the next; each server takes the step in turn, with
+        // load running between.
         thread::sleep(Duration::from_millis(300));
-        ctx.set_secrets(&secrets);
+        for ctx in &ctxs {
+            ctx.set_secrets(&secrets);
+            thread::sleep(Duration::from_millis(150));
+        }
         phase.fetch_add(1, Ordering::Relaxed);
     };
 

@@ -162,7 +162,7 @@ fn peers_without_a_certificate_of_the_ca_or_without_tls_are_refused_before_any_f
     plain
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let error = handshake(&mut Link::Plain(plain.try_clone().unwrap())).unwrap_err();
+    let error = handshake(&mut Link::plain(plain.try_clone().unwrap())).unwrap_err();
     assert!(
         !matches!(error, HandshakeError::Refused(_)),
         "a plain peer got a protocol answer: {error:?}"
@@ -203,4 +203,50 @@ fn a_client_that_does_not_trust_the_servers_ca_refuses_it() {
     let name = link::server_name("tcp.example.org").unwrap();
     let mut link = Link::connect(stream, Some((&tls, &name))).unwrap();
     assert_tls_refused(handshake(&mut link), "wrong server name");
+}
+
+#[test]
+fn a_peer_trickling_its_tls_handshake_is_dropped_at_the_handshake_timeout() {
+    let ca = tier_ca("trickle");
+    let tls = link::server_config(&TlsFiles::in_dir(&ca, "tcp-server")).unwrap();
+    let config = ServerConfig {
+        tls: Some(tls),
+        handshake_timeout: Duration::from_secs(1),
+        ..server_config(8, Duration::from_secs(30), Duration::from_secs(10))
+    };
+    let server = TestServer::start_config(config, context(FAST, Duration::from_secs(3600)));
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    // A TLS record header announcing a 512-byte ClientHello, then its body a byte every
+    // 100 ms: every read the server makes gets a byte well within any per-read timeout.
+    let started = std::time::Instant::now();
+    let mut sent = vec![0x16, 0x03, 0x01, 0x02, 0x00];
+    sent.extend([0x01, 0x00, 0x01, 0xfc]);
+    let mut closed = None;
+    for byte in sent.into_iter().chain(std::iter::repeat(0)) {
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+        let written = std::io::Write::write_all(&mut stream, &[byte]);
+        // Still open while a peek would wait; closed at end of stream (or any error: a reset).
+        let open = written.is_ok()
+            && matches!(stream.peek(&mut [0u8; 64]), Err(ref e)
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+        if !open {
+            closed = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed = closed.expect("the server kept a trickling TLS handshake open for 8 s");
+    assert!(
+        closed < Duration::from_secs(3),
+        "closed after {closed:?}, not at the 1 s handshake timeout"
+    );
+    assert!(
+        testkit::eventually(Duration::from_secs(5), || unauthenticated(&server) >= 1.0),
+        "the refusal is counted"
+    );
 }

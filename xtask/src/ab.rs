@@ -161,7 +161,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// The base revision's servers, built once per commit from `git archive` (no worktree is
 /// registered in the repository) into `<out>/<commit>/`, with a target directory shared
 /// between revisions so that only what changed is compiled again.
-fn build_base(revision: &str, out: &Path) -> anyhow::Result<(String, Binaries)> {
+pub(crate) fn build_base(revision: &str, out: &Path) -> anyhow::Result<(String, Binaries)> {
     let git = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
         let output = Command::new("git")
             .args(args)
@@ -230,7 +230,7 @@ fn build_base(revision: &str, out: &Path) -> anyhow::Result<(String, Binaries)> 
     Ok((commit, binaries))
 }
 
-fn short(commit: &str) -> &str {
+pub(crate) fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
@@ -320,7 +320,7 @@ fn run_round(
 }
 
 /// `--dev` for an http-server that knows it (one from before the tier handshake does not).
-fn dev(http_server: &Path) -> Vec<&'static str> {
+pub(crate) fn dev(http_server: &Path) -> Vec<&'static str> {
     let help = Command::new(http_server).arg("--help").output();
     match help {
         Ok(output) if String::from_utf8_lossy(&output.stdout).contains("--dev") => vec!["--dev"],

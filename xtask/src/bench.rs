@@ -9,8 +9,10 @@
 //! 5. profile, register and change-password, closed loop;
 //! 6. login-fixed again with tcp-server restarted at `--argon2 owasp`, against the bound the hash
 //!    itself sets (cores / verify time, the verify time measured here in this run);
-//! 7. login-random again with both servers restarted with `--tier-tls` (certificates from
-//!    scripts/tier-ca), against the authenticated link's run, with the tier handshakes each
+//! 7. the tier link three ways, login-random each: the run of 3 (authenticated, in clear); the
+//!    servers of `--clear-link-base` (the last revision before the tier handshake, built as
+//!    `cargo xtask ab` builds a base), whose link had no handshake; and both servers restarted
+//!    with `--tier-tls` (certificates from scripts/tier-ca), with the tier handshakes each
 //!    needed (tcp-server's count of `Hello`);
 //! 8. peak RSS and threads of both servers.
 //!
@@ -55,6 +57,11 @@ pub struct Args {
     /// Logins a second of the open-loop run.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
+    /// The revision whose servers give the "link in clear, no handshake" row: by default
+    /// 370f808, the last before the tier handshake (it differs from this tree in other
+    /// changes too; `cargo xtask ab --base` measures a pair side by side). `none` skips it.
+    #[arg(long, default_value = "370f808")]
+    clear_link_base: String,
     /// Where the table, the JSON and each run's files go (relative to the workspace's root).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -109,6 +116,8 @@ struct Runs {
     register: Report,
     change_password: Report,
     login_owasp: Report,
+    /// login-random on `--clear-link-base`'s servers, with that revision's short commit.
+    login_clear: Option<(String, Report)>,
     login_tls: Report,
 }
 
@@ -150,6 +159,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ensure_wrk()?;
     let pgbench = find_pgbench()?;
     let binaries = stack::build_servers(Profile::Release)?;
+    let clear_base = match args.clear_link_base.as_str() {
+        "none" => None,
+        revision => Some(crate::ab::build_base(
+            revision,
+            &stack::root().join("target/ab"),
+        )?),
+    };
     stack::check_ports_free(&[ports.tcp, ports.tcp_admin, ports.http, ports.http_admin])?;
 
     let database_url = stack::seeded_database(&binaries, args.users)?;
@@ -319,11 +335,42 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         },
     )?;
 
+    http.stop(Duration::from_secs(15));
+    tcp.stop(Duration::from_secs(15));
+    // The link in clear with no tier handshake: the servers of a revision from before it. No
+    // --migrate: it would refuse a schema with migrations it does not know.
+    let login_clear = match &clear_base {
+        None => None,
+        Some((commit, base)) => {
+            let commit = crate::ab::short(commit).to_owned();
+            say(&format!(
+                "starting the servers of {commit} (link in clear, no handshake)"
+            ));
+            let mut command = Command::new(&base.tcp_server);
+            command
+                .args(["serve", "--dev"])
+                .args(["--listen", &format!("127.0.0.1:{}", ports.tcp)])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", ports.tcp_admin)])
+                .env("DATABASE_URL", &database_url);
+            tcp = start_fresh(&format!("tcp-server-{commit}"), command, &out)?;
+            let mut command = Command::new(&base.http_server);
+            command
+                .args(crate::ab::dev(&base.http_server))
+                .args(["--listen", &format!("127.0.0.1:{}", ports.http)])
+                .args(["--admin-listen", &format!("127.0.0.1:{}", ports.http_admin)])
+                .args(["--backend", &format!("127.0.0.1:{}", ports.tcp)]);
+            http = start_fresh(&format!("http-server-{commit}"), command, &out)?;
+            wait_ready(&mut tcp, &mut http, ports.http)?;
+            let report = measure("login-random-clear", spec(Step::LoginRandom, args.duration))?;
+            http.stop(Duration::from_secs(15));
+            tcp.stop(Duration::from_secs(15));
+            Some((commit, report))
+        }
+    };
+
     // The tier link over TLS: both servers restarted with certificates of a private CA made
     // for the run, then login-random as before.
     say("restarting both servers with --tier-tls");
-    http.stop(Duration::from_secs(15));
-    tcp.stop(Duration::from_secs(15));
     tcp = start_tcp("fast", true)?;
     http = start_http(true)?;
     wait_ready(&mut tcp, &mut http, ports.http)?;
@@ -343,6 +390,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         register,
         change_password,
         login_owasp,
+        login_clear,
         login_tls,
     };
 
@@ -766,6 +814,17 @@ fn render(results: &Results) -> String {
             count("timeout")
         ),
     );
+    if let Some((commit, clear)) = &runs.login_clear {
+        row(
+            &format!("login-random, {commit}'s servers: link in clear, no tier handshake"),
+            clear,
+            &format!(
+                "login-random above is {:.2} of it (this tree's authenticated link; {commit} \
+                 differs in other changes too)",
+                runs.login_random.throughput / clear.throughput
+            ),
+        );
+    }
     let tls = &runs.login_tls;
     row(
         "login-random, TLS tier link, closed loop",
@@ -823,8 +882,10 @@ fn to_json(results: &Results) -> serde_json::Value {
             "change-password": runs.change_password,
             "login-owasp": runs.login_owasp,
             "login-random-tls": runs.login_tls,
+            "login-random-clear": runs.login_clear.as_ref().map(|(_, report)| report),
         },
         "tier_handshakes": {"clear": results.handshakes.plain, "tls": results.handshakes.tls},
+        "clear_link_base": runs.login_clear.as_ref().map(|(commit, _)| commit),
         "verify_seconds": {"fast": results.verify.fast, "owasp": results.verify.owasp},
     })
 }
@@ -930,6 +991,7 @@ mod tests {
                 register: report(7_819.0),
                 change_password: report(2_000.0),
                 login_owasp: fake_report(75.0, 900, &[("200", 75), ("503", 900)]),
+                login_clear: Some(("370f808".to_owned(), report(14_000.0))),
                 login_tls: report(12_650.0),
             },
         };
@@ -969,19 +1031,25 @@ mod tests {
              the rest 503 (900) once past the queue bounds (2 s for a worker, 1 s for a hash), 0 \
              time-outs; loadtest retries a 503 at once |"
         );
-        assert!(lines[12].starts_with("| login-random, TLS tier link, closed loop | 12,650 |"));
-        assert!(lines[12].ends_with(
+        assert_eq!(
+            lines[12],
+            "| login-random, 370f808's servers: link in clear, no tier handshake | 14,000 | 0 | \
+             74.62 | 85.57 | 92.86 | 158.97 | login-random above is 0.95 of it (this tree's \
+             authenticated link; 370f808 differs in other changes too) |"
+        );
+        assert!(lines[13].starts_with("| login-random, TLS tier link, closed loop | 12,650 |"));
+        assert!(lines[13].ends_with(
             "| 0.95 of login-random's throughput over the authenticated link in clear; tier \
              handshakes: 16 (TLS) and 17 (clear), one per pooled socket |"
         ));
-        assert!(lines[13].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
-        assert_eq!(lines.len(), 17);
+        assert!(lines[14].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 18);
         assert_eq!(
-            lines[15],
+            lines[16],
             "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
         );
         assert_eq!(
-            lines[16],
+            lines[17],
             "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
              tcp-server 262, http-server 1025."
         );

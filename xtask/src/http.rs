@@ -122,7 +122,7 @@ impl Call {
             socket.bind(&SocketAddr::from((source, 0)).into())?;
         }
         socket.connect_timeout(&address.into(), self.timeout)?;
-        let mut link = service::link::Link::Plain(socket.into());
+        let mut link = service::link::Link::plain(socket.into());
         // One deadline for the whole exchange, as the servers themselves use.
         let mut io = service::link::Deadline::after(&mut link, self.timeout);
         io.write_all(self.head().as_bytes())?;

@@ -21,7 +21,9 @@ const SESSION_USER: &str = "SELECT u.id, u.username, u.nickname, u.picture_id, u
 /// lookup through pgbench.
 pub const LOOKUP: &str = "SELECT id, username, nickname, picture_id, session_epoch, password_hash \
      FROM users WHERE lower(username COLLATE \"C\") = $1 AND deleted_at IS NULL";
-const REHASH: &str = "UPDATE users SET password_hash = $2 WHERE id = $1 AND deleted_at IS NULL";
+/// Replaces the hash just verified (`$3`) only: a password change that landed meanwhile wins.
+const REHASH: &str = "UPDATE users SET password_hash = $2 \
+     WHERE id = $1 AND password_hash = $3 AND deleted_at IS NULL";
 
 /// An account whose password was just checked.
 pub(super) struct Account {
@@ -108,7 +110,7 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Acc
         epoch: row.get(4),
     };
     if needs_rehash {
-        rehash(ctx, account.profile.id, password);
+        rehash(ctx, account.profile.id, password, &stored);
     }
     Ok(account)
 }
@@ -124,7 +126,7 @@ fn unknown(ctx: &Context, password: &str) -> OpError {
 
 /// Replaces a hash made with other parameters. A failure only delays the upgrade to the next
 /// login, so it is logged, not returned.
-fn rehash(ctx: &Context, user_id: i64, password: &str) {
+fn rehash(ctx: &Context, user_id: i64, password: &str, verified: &str) {
     let hash = match ctx.hasher.hash(password) {
         Ok(hash) => hash,
         // Overload is no fault: the next login tries again.
@@ -139,10 +141,15 @@ fn rehash(ctx: &Context, user_id: i64, password: &str) {
     };
     let stored = ctx.db.run(|conn| {
         let statement = conn.prepared(REHASH)?;
-        conn.client().execute(&statement, &[&user_id, &hash])
+        conn.client()
+            .execute(&statement, &[&user_id, &hash, &verified])
     });
     match stored {
-        Ok(_) => log::info!("re-hashed the password of user {user_id} with current parameters"),
+        Ok(0) => log::debug!("not re-hashing user {user_id}: the password changed meanwhile"),
+        Ok(_) => {
+            ctx.metrics.password_rehashes.inc();
+            log::debug!("re-hashed the password of user {user_id} with current parameters");
+        }
         Err(error) => log::warn!("re-hashing the password of user {user_id}: {error}"),
     }
 }
