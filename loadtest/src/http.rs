@@ -48,6 +48,8 @@ pub struct Connection {
     source: Option<IpAddr>,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
+    /// The last answer's `Retry-After`, in whole seconds as the servers send it.
+    retry_after: Option<Duration>,
 }
 
 impl Connection {
@@ -59,7 +61,13 @@ impl Connection {
             source: None,
             stream: None,
             buf: Vec::with_capacity(4096),
+            retry_after: None,
         }
+    }
+
+    /// The last answer's `Retry-After`, if it had one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Connects from `source` from now on: the open socket (if any) is closed, and the next
@@ -99,6 +107,7 @@ impl Connection {
     /// Sends one whole request and reads its response. After a failure the connection is
     /// closed; the next request opens a new one.
     pub fn send(&mut self, request: &[u8]) -> Result<Answer<'_>, Failure> {
+        self.retry_after = None;
         let opened = self.connect()?;
         let mut result = self.exchange(request);
         // A kept-alive socket the server closed while idle fails before any byte of an answer:
@@ -133,6 +142,7 @@ impl Connection {
                     let status = response.code.ok_or(Failure::Protocol)?;
                     let mut body_len = None;
                     let mut close = false;
+                    let mut retry_after = None;
                     for header in response.headers.iter() {
                         if header.name.eq_ignore_ascii_case("content-length") {
                             body_len = std::str::from_utf8(header.value)
@@ -140,8 +150,14 @@ impl Connection {
                                 .and_then(|v| v.trim().parse::<usize>().ok());
                         } else if header.name.eq_ignore_ascii_case("connection") {
                             close = header.value.eq_ignore_ascii_case(b"close");
+                        } else if header.name.eq_ignore_ascii_case("retry-after") {
+                            retry_after = std::str::from_utf8(header.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<u64>().ok())
+                                .map(Duration::from_secs);
                         }
                     }
+                    self.retry_after = retry_after;
                     // The servers under test always send Content-Length; a response without
                     // one could only be delimited by closing, which a keep-alive client cannot
                     // use.

@@ -386,6 +386,16 @@ impl Worker {
                 // A refused connect returns at once; do not spin on it.
                 thread::sleep(Duration::from_millis(10));
             }
+            // A refusal that says when to come back (503 or 429 with Retry-After) is waited
+            // out, as a well-behaved client does: retried at once, it would load the server
+            // with refusals and measure that. Only in closed loop: an open loop keeps its
+            // schedule.
+            if self.plan.is_none()
+                && matches!(outcome, Outcome::Status(429 | 503))
+                && let Some(wait) = self.connection.retry_after()
+            {
+                thread::sleep(wait.min(self.end.saturating_sub(start.elapsed())));
+            }
         }
     }
 

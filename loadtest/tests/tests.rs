@@ -226,3 +226,41 @@ fn the_report_serialises_and_plots() {
     );
     assert!(report.table().contains("| requests |"));
 }
+
+#[test]
+fn a_closed_loop_connection_waits_out_a_refusals_retry_after() {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let address = server.server_addr().to_ip().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let (answering, counted) = (Arc::clone(&server), Arc::clone(&requests));
+    thread::spawn(move || {
+        while let Ok(request) = answering.recv() {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let busy = tiny_http::Response::from_string("{}")
+                .with_status_code(503)
+                .with_header("Retry-After: 1".parse::<tiny_http::Header>().unwrap());
+            let _ = request.respond(busy);
+        }
+    });
+    let config = Config {
+        url: format!("http://{address}"),
+        address,
+        host: address.to_string(),
+        mix: Mix::single(Step::LoginRandom),
+        users: 1000,
+        connections: 2,
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_secs(1),
+        rate: None,
+        timeout: Duration::from_secs(5),
+        live: false,
+        spread_sources: None,
+    };
+    let report = loadtest::run(&config).unwrap();
+    server.unblock();
+    // Two connections over three seconds, a second between tries: about six requests, not
+    // the thousands an immediate retry makes.
+    let sent = requests.load(Ordering::Relaxed);
+    assert!((2..=8).contains(&sent), "{sent} requests");
+    assert_eq!(report.outcomes.get("503"), Some(&report.requests));
+}

@@ -815,7 +815,7 @@ fn render(results: &Results) -> String {
         &format!(
             "{:.0} logins/s, {:.2} of the hash bound ({:.0}/s: {} cores / {:.1} ms); the rest 503 \
              ({}) once past the queue bounds (2 s for a worker, 1 s for a hash), {} time-outs; \
-             loadtest retries a 503 at once",
+             each 503's Retry-After waited out",
             owasp.ok_throughput,
             owasp.ok_throughput / owasp_bound,
             owasp_bound,
@@ -1040,7 +1040,7 @@ mod tests {
             "| login-fixed (200 users), `--argon2 owasp`, closed loop | 75 | 900 | 74.62 | 85.57 \
              | 92.86 | 158.97 | 75 logins/s, 0.91 of the hash bound (83/s: 2 cores / 24.2 ms); \
              the rest 503 (900) once past the queue bounds (2 s for a worker, 1 s for a hash), 0 \
-             time-outs; loadtest retries a 503 at once |"
+             time-outs; each 503's Retry-After waited out |"
         );
         assert_eq!(
             lines[12],
