@@ -289,7 +289,8 @@ fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
 /// Tells a client past the connection bound to come back later, without ever blocking the
 /// acceptor: a fresh socket's send buffer takes the small frame at once. Over TLS the frame
 /// would need a TLS handshake first, which the acceptor must not wait for: the connection is
-/// just closed, and the client tries again as after any failed connect.
+/// just closed, and http-server takes a new connection closed inside its TLS handshake for
+/// this refusal (503 `backend_busy`).
 fn refuse_busy(mut stream: TcpStream, config: &ServerConfig, message: &str) {
     if config.tls.is_some() {
         let _ = stream.shutdown(SocketShutdown::Both);
