@@ -420,6 +420,26 @@ mod tests {
             }
         );
         assert_eq!(hasher.verify_dummy("correct horse"), Verified::Mismatch);
+        // A hash under a pepper no longer held still costs one verification at its own
+        // parameters (its answer comes no sooner than a wrong password's): the argon2 run
+        // leaves a working buffer of its size, which none of the fast hashes above needed.
+        let heavier = PasswordParams {
+            memory_kib: 256,
+            ..FAST
+        };
+        let gone = Hasher::new(heavier, ring("0 the_first_pepper_here"), 1)
+            .unwrap()
+            .hash("correct horse")
+            .unwrap();
+        assert!(hasher.memory.lock().iter().all(|buffer| buffer.len() < 256));
+        assert_eq!(hasher.verify("correct horse", &gone), Verified::Mismatch);
+        assert!(
+            hasher
+                .memory
+                .lock()
+                .iter()
+                .any(|buffer| buffer.len() == 256)
+        );
         assert_eq!(pepper_id(b""), Some(0));
         assert_eq!(pepper_id(b"255"), Some(255));
         assert_eq!(pepper_id(b"256"), None);
