@@ -273,6 +273,16 @@ impl Binary {
         self.log.lock().unwrap().clone()
     }
 
+    /// SIGHUP, then waits for `line` in the log: the reload's outcome.
+    fn hang_up_until_logged(&self, line: &str) {
+        self.hang_up();
+        assert!(
+            eventually(Duration::from_secs(10), || self.log().contains(line)),
+            "no {line:?} after SIGHUP: {}",
+            self.log()
+        );
+    }
+
     /// SIGHUP, with kill(1): our code may not use `unsafe`, so not libc::kill.
     fn hang_up(&self) {
         let status = Command::new("kill")
@@ -332,14 +342,7 @@ fn sighup_reloads_the_rings_from_their_files_and_the_report_counts_accounts_per_
         &dir.join("pepper"),
         &format!("0 {PEPPER_0}\n1 {PEPPER_1}\n"),
     );
-    server.hang_up();
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .log()
-            .contains("keeping the keyrings in use")),
-        "{}",
-        server.log()
-    );
+    server.hang_up_until_logged("keeping the keyrings in use");
     login(&mut client, "reloaded").unwrap();
 
     // The new keys made current: a login re-hashes under pepper 1.
@@ -351,14 +354,7 @@ fn sighup_reloads_the_rings_from_their_files_and_the_report_counts_accounts_per_
         &dir.join("token-key"),
         &format!("0 {TOKEN_KEY_0}\n1 {TOKEN_KEY_1} current\n"),
     );
-    server.hang_up();
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .log()
-            .contains("reloaded the keyrings: peppers 0, 1 (current)")),
-        "{}",
-        server.log()
-    );
+    server.hang_up_until_logged("reloaded the keyrings: peppers 0, 1 (current)");
     let new = login(&mut client, "reloaded").unwrap();
     assert_eq!(rows(&report(&dir.join("pepper"))), [["1", "1", "current"]]);
     assert_eq!(profile(&mut client, &old.token), Ok(()));
