@@ -48,7 +48,7 @@ fn answer(request: tiny_http::Request, ctx: &Context) {
         (Method::Get, "/metrics") => (
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ctx.metrics.render(&ctx.db.state(), &ctx.throttle),
+            ctx.metrics.render(&ctx.db, &ctx.throttle),
         ),
         (Method::Get, "/healthz") => (200, "text/plain; charset=utf-8", "ok\n".to_owned()),
         (Method::Get, "/readyz") => match ctx.db.check() {

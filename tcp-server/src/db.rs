@@ -1,6 +1,7 @@
 //! PostgreSQL access: an r2d2 pool of `postgres` clients, each with its own cache of prepared
 //! statements; a statement timeout so a stalled database answers `Unavailable` instead of
-//! hanging; and the retry of idempotent queries whose connection broke.
+//! hanging; the retry of idempotent queries whose connection broke; and [`Db`], the primary with
+//! any replicas (`replicas.rs`), which reads go to.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
+
+use crate::replicas::Replicas;
 
 /// Where the schema comes from: `tcp-server/migrations`, applied by refinery.
 mod embedded {
@@ -91,6 +94,8 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     /// How long one statement may run, lock waits included, before it is cancelled.
     pub statement_timeout: Duration,
+    /// The most a replica may lag behind the primary and still serve reads.
+    pub max_replica_lag: Duration,
 }
 
 impl DbConfig {
@@ -100,6 +105,7 @@ impl DbConfig {
         checkout_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(2),
         statement_timeout: Duration::from_secs(5),
+        max_replica_lag: Duration::from_secs(1),
     };
 }
 
@@ -112,9 +118,11 @@ impl Default for DbConfig {
 /// Whether the last attempt to open a database connection failed. Set by r2d2's error
 /// handler and cleared by its acquire event, both called from r2d2's background connector,
 /// which keeps retrying (with backoff) while any attempt is pending.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Reachability {
     down: AtomicBool,
+    /// "the database", or "replica host:port".
+    what: String,
 }
 
 #[derive(Debug)]
@@ -124,7 +132,10 @@ impl r2d2::HandleError<postgres::Error> for ConnectErrors {
     fn handle_error(&self, error: postgres::Error) {
         // Logged once per outage, not once per retry.
         if !self.0.down.swap(true, Ordering::Relaxed) {
-            log::warn!("cannot connect to the database ({error}); failing fast until it is back");
+            log::warn!(
+                "cannot connect to {} ({error}); failing fast until it is back",
+                self.0.what
+            );
         }
     }
 }
@@ -135,13 +146,13 @@ struct Connects(Arc<Reachability>);
 impl r2d2::HandleEvent for Connects {
     fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
         if self.0.down.swap(false, Ordering::Relaxed) {
-            log::info!("connected to the database again");
+            log::info!("connected to {} again", self.0.what);
         }
     }
 }
 
-/// The pool of database connections.
-pub struct Db {
+/// The pool of connections to one PostgreSQL server.
+pub struct Pool {
     pool: r2d2::Pool<PgManager>,
     reachability: Arc<Reachability>,
     /// When a statement last succeeded, in milliseconds after `epoch` (0: never), so that a
@@ -160,10 +171,10 @@ pub struct PoolState {
     pub max: u32,
 }
 
-impl Db {
-    /// A pool for `url`. It connects lazily, so the server starts even while the database is
-    /// down and answers `Unavailable` until it is back.
-    pub fn new(url: &str, config: &DbConfig) -> anyhow::Result<Self> {
+impl Pool {
+    /// A pool for `url`, named `what` in logs. It connects lazily, so the server starts even
+    /// while the database is down and answers `Unavailable` until it is back.
+    pub fn new(url: &str, config: &DbConfig, what: &str) -> anyhow::Result<Self> {
         let mut pg: postgres::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
@@ -180,7 +191,10 @@ impl Db {
         pg.keepalives_interval(Duration::from_secs(5));
         pg.keepalives_retries(3);
         pg.tcp_user_timeout(config.statement_timeout + Duration::from_secs(5));
-        let reachability = Arc::new(Reachability::default());
+        let reachability = Arc::new(Reachability {
+            down: AtomicBool::new(false),
+            what: what.to_owned(),
+        });
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(0))
@@ -191,7 +205,7 @@ impl Db {
             .error_handler(Box::new(ConnectErrors(Arc::clone(&reachability))))
             .event_handler(Box::new(Connects(Arc::clone(&reachability))))
             .build_unchecked(PgManager { config: pg });
-        Ok(Db {
+        Ok(Pool {
             pool,
             reachability,
             last_success_ms: AtomicU64::new(0),
@@ -230,6 +244,22 @@ impl Db {
         Err(DbError::Unavailable(
             "every database connection was dead".to_owned(),
         ))
+    }
+
+    /// One row of `sql` (no parameters) with a short wait for a connection and no retry: what
+    /// the replicas' prober and fence ask, which must not hang on a server that is gone.
+    pub fn probe(&self, sql: &'static str) -> Result<postgres::Row, DbError> {
+        let mut conn = if self.failing_fast() {
+            self.pool.try_get()
+        } else {
+            self.pool.get_timeout(Duration::from_millis(250)).ok()
+        }
+        .ok_or_else(|| DbError::Unavailable("no connection".to_owned()))?;
+        let statement = conn.prepared(sql)?;
+        let row = conn.client().query_one(&statement, &[])?;
+        self.last_success_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+        Ok(row)
     }
 
     /// Connecting fails and no connection is open: waiting for one would be for nothing.
@@ -327,6 +357,78 @@ impl Db {
             idle: state.idle_connections,
             max: self.pool.max_size(),
         }
+    }
+}
+
+/// The database: the primary, which takes every write, and any replicas, which take the reads
+/// that [`Db::read`] is given.
+pub struct Db {
+    primary: Arc<Pool>,
+    replicas: Option<Replicas>,
+}
+
+impl Db {
+    /// Pools for the primary at `url` and the replicas at `replica_urls`, all connected lazily.
+    pub fn new(url: &str, replica_urls: &[String], config: &DbConfig) -> anyhow::Result<Self> {
+        let primary = Arc::new(Pool::new(url, config, "the database")?);
+        let replicas = if replica_urls.is_empty() {
+            None
+        } else {
+            Some(Replicas::new(
+                &primary,
+                replica_urls,
+                config,
+                config.max_replica_lag,
+            )?)
+        };
+        Ok(Db { primary, replicas })
+    }
+
+    /// Runs `query` on the primary, and again on another connection if its connection broke:
+    /// see [`Pool::run`].
+    pub fn run<T>(
+        &self,
+        query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        self.primary.run(query)
+    }
+
+    /// Runs `query` once on the primary, for statements that must not be repeated.
+    pub fn run_once<T>(
+        &self,
+        query: &mut impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        self.primary.run_once(query)
+    }
+
+    /// Runs the read-only `query` on a replica that answers as the primary would now, else on
+    /// the primary (see `replicas.rs`); on the primary when there are no replicas.
+    pub fn read<T>(
+        &self,
+        query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        match &self.replicas {
+            Some(replicas) => replicas.read(query),
+            None => self.primary.run(query),
+        }
+    }
+
+    /// Whether reads can be served: the primary answers, or (with it down) a replica serves.
+    pub fn check(&self) -> Result<(), DbError> {
+        match self.primary.check() {
+            Err(_) if self.replicas.as_ref().is_some_and(Replicas::any_serving) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The primary's pool.
+    pub fn state(&self) -> PoolState {
+        self.primary.state()
+    }
+
+    /// The replicas, if any.
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_ref()
     }
 }
 

@@ -10,8 +10,9 @@
 //!   pepper and the keys derived from it.
 //! - `picture`: recognising, bounding and re-encoding uploaded images; `limit`: the semaphore
 //!   that bounds memory-hungry work.
-//! - `db`: the r2d2 pool of `postgres` clients with cached prepared statements, and migrations
-//!   (`tcp-server/migrations`).
+//! - `db`: the r2d2 pool of `postgres` clients with cached prepared statements, the primary
+//!   with its replicas, and migrations (`tcp-server/migrations`); `replicas`: reads from
+//!   streaming replicas, fenced by the primary's WAL position so none answers from the past.
 //! - `throttle`: brute-force and flood protection (failed logins per account, device and
 //!   address; registrations per address and overall); `device`: the device tokens it trusts.
 //! - `logging`: the binary's logger, and the targets no `RUST_LOG` may open (secrets).
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod ops;
 pub mod password;
 pub mod picture;
+pub mod replicas;
 pub mod rules;
 pub mod secrets;
 pub mod seed;

@@ -214,10 +214,19 @@ struct ServeArgs {
     /// loopback or a private network.
     #[arg(long, default_value = "127.0.0.1:9070")]
     admin_listen: SocketAddr,
-    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse.
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/gatehouse: the primary,
+    /// which takes every write.
     // Hidden in --help: the URL may hold a password.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// A streaming replica of the primary (repeatable). Logins, profile and picture reads go to
+    /// a replica once it has replayed every write acknowledged before the read began, so none
+    /// answers from the past; else the primary answers them.
+    #[arg(long, value_name = "URL")]
+    replica_url: Vec<String>,
+    /// The most a replica may lag behind the primary and still get reads.
+    #[arg(long, default_value_t = DbConfig::DEFAULT.max_replica_lag.into())]
+    max_replica_lag: Duration,
     /// Apply pending migrations before serving.
     #[arg(long)]
     migrate: bool,
@@ -371,7 +380,9 @@ impl ServeArgs {
                 checkout_timeout: self.db_timeout.into(),
                 connect_timeout: self.db_timeout.into(),
                 statement_timeout: self.db_statement_timeout.into(),
+                max_replica_lag: self.max_replica_lag.into(),
             },
+            replica_urls: self.replica_url.clone(),
             password: self.password.params(),
             max_concurrent_hashes: self.password.max_concurrent(),
             max_hash_wait: self.max_hash_wait.into(),

@@ -1,8 +1,10 @@
 //! tcp-server's metrics, in the Prometheus project's own client (prometheus-client): requests,
 //! errors and latency by operation, connections, frames that could not be decoded and logins
-//! the throttle refused; and, read at each scrape, the database pool and the throttle's tables.
+//! the throttle refused; and, read at each scrape, the database pool, the replicas (where reads
+//! went, which serve, their lag) and the throttle's tables.
 //! The admin listener serves them as OpenMetrics text (`admin`).
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::db::PoolState;
+use crate::db::Db;
 use crate::secrets::Secrets;
 use crate::throttle::Throttle;
 
@@ -201,7 +203,8 @@ impl Metrics {
     }
 
     /// The exposition: these series, then the pool's and the throttle's state as they are now.
-    pub fn render(&self, pool: &PoolState, throttle: &Throttle) -> String {
+    pub fn render(&self, db: &Db, throttle: &Throttle) -> String {
+        let pool = db.state();
         let mut now = Registry::default();
         let pool_connections = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         for (state, value) in [
@@ -246,6 +249,44 @@ impl Metrics {
             "Entries held in each of the throttle's tables",
             entries,
         );
+        if let Some(replicas) = db.replicas() {
+            let reads = Family::<[(&'static str, &'static str); 1], Counter>::default();
+            let counts = replicas.reads();
+            for (by, count) in [
+                ("replica", &counts.replica),
+                ("primary", &counts.primary),
+                ("replica_unfenced", &counts.unfenced),
+            ] {
+                reads
+                    .get_or_create(&[("served_by", by)])
+                    .inc_by(count.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            now.register(
+                "gatehouse_tcp_db_reads",
+                "Reads (logins, profiles, pictures) by where they were served: a replica past \
+                 the fence, the primary, or with the primary unreachable a replica unfenced",
+                reads,
+            );
+            let serving = Family::<[(&'static str, String); 1], Gauge>::default();
+            let lag = Family::<[(&'static str, String); 1], Gauge<f64, AtomicU64>>::default();
+            for replica in replicas.status() {
+                let label = [("replica", replica.name)];
+                serving
+                    .get_or_create(&label)
+                    .set(i64::from(replica.serving));
+                lag.get_or_create(&label).set(replica.lag.as_secs_f64());
+            }
+            now.register(
+                "gatehouse_tcp_replica_serving",
+                "Whether each replica gets reads (reachable, replaying, within the lag bound)",
+                serving,
+            );
+            now.register(
+                "gatehouse_tcp_replica_lag_seconds",
+                "Each replica's lag behind the primary, as last probed",
+                lag,
+            );
+        }
         let mut text = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail.
         let _ = encode_registry(&mut text, &self.registry)

@@ -38,8 +38,10 @@ pub const DELETED_USERNAME_HOLD: Duration = Duration::from_secs(30 * 86_400);
 /// Everything a serving tcp-server is configured with, but its secrets.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// PostgreSQL URL.
+    /// PostgreSQL URL: the primary.
     pub database_url: String,
+    /// Streaming replicas of it, which serve reads.
+    pub replica_urls: Vec<String>,
     /// The database pool.
     pub db: DbConfig,
     /// Argon2id cost.
@@ -71,6 +73,7 @@ impl Settings {
         let cores = cores();
         Settings {
             database_url: database_url.into(),
+            replica_urls: Vec::new(),
             db: DbConfig::DEFAULT,
             password: PasswordParams::DEFAULT,
             max_concurrent_hashes: cores,
@@ -109,7 +112,7 @@ impl Context {
     /// up.
     pub fn new(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Context> {
         Ok(Context {
-            db: Db::new(&settings.database_url, &settings.db)?,
+            db: Db::new(&settings.database_url, &settings.replica_urls, &settings.db)?,
             hasher: Hasher::with_max_wait(
                 settings.password,
                 secrets.peppers.clone(),

@@ -7,25 +7,7 @@ use proto::{ErrorCode, Profile, Request, Response, Secret, Session};
 use tcp_server::ops;
 use tcp_server::password::PasswordParams;
 
-use crate::support::{FAST, TestServer, context, eventually, unique_name};
-
-fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
-    Request::Register(proto::Register {
-        username: name.to_owned(),
-        password: Secret::new(password),
-        nickname: nickname.map(str::to_owned),
-        client: None,
-    })
-}
-
-fn login(name: &str, password: &str) -> Request {
-    Request::Login(proto::Login {
-        username: name.to_owned(),
-        password: Secret::new(password),
-        client: None,
-        device: None,
-    })
-}
+use crate::support::{FAST, TestServer, context, eventually, login, register, unique_name};
 
 fn error_code(response: &Response) -> Option<ErrorCode> {
     match response {

@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use postgres::NoTls;
-use proto::{Request, Response};
+use proto::{Request, Response, Secret};
 use service::Shutdown;
 use tcp_server::ops::Context;
 use tcp_server::password::PasswordParams;
@@ -321,4 +321,24 @@ pub enum Ending {
     Silent,
     /// These bytes (the first of them).
     Sent(Vec<u8>),
+}
+
+/// A `Register` request.
+pub fn register(name: &str, password: &str, nickname: Option<&str>) -> Request {
+    Request::Register(proto::Register {
+        username: name.to_owned(),
+        password: Secret::new(password),
+        nickname: nickname.map(str::to_owned),
+        client: None,
+    })
+}
+
+/// A `Login` request with no client address and no device token.
+pub fn login(name: &str, password: &str) -> Request {
+    Request::Login(proto::Login {
+        username: name.to_owned(),
+        password: Secret::new(password),
+        client: None,
+        device: None,
+    })
 }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod pictures;
 mod protocol;
 mod regressions;
+mod replicas;
 mod rotation;
 mod seeding;
 mod support;

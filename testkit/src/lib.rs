@@ -131,6 +131,7 @@ pub fn settings() -> Settings {
             checkout_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(2),
+            ..DbConfig::DEFAULT
         },
         password: FAST,
         max_concurrent_hashes: 2,
@@ -219,4 +220,121 @@ pub fn scrape(admin: SocketAddr) -> Scrape {
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     parse_metrics(body)
+}
+
+/// A PostgreSQL cluster of the test's own, made and run by scripts/postgres in a temporary
+/// directory on a port of its own: a primary, or a streaming replica of one. Stopped (fast)
+/// and deleted with the guard.
+pub struct PgCluster {
+    dir: TempDir,
+    port: u16,
+    replica_of: Option<std::path::PathBuf>,
+}
+
+impl PgCluster {
+    /// A new primary named `name`, with gatehouse's database migrated.
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be set up: these tests need it.
+    pub fn primary(name: &str) -> PgCluster {
+        let cluster = PgCluster::make(name, None);
+        db::migrate(&cluster.url()).expect("migrating the new primary");
+        cluster
+    }
+
+    /// A new streaming replica of `self` (pg_basebackup -R), serving reads.
+    pub fn replica(&self, name: &str) -> PgCluster {
+        PgCluster::make(name, Some(self.dir.to_path_buf()))
+    }
+
+    fn make(name: &str, replica_of: Option<std::path::PathBuf>) -> PgCluster {
+        let dir = std::env::temp_dir().join(format!("gatehouse-pg-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the cluster's directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("finding a free port")
+            .port();
+        let cluster = PgCluster {
+            dir: TempDir(dir),
+            port,
+            replica_of,
+        };
+        cluster.script("start");
+        cluster
+    }
+
+    /// gatehouse's URL on this cluster.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://gatehouse:gatehouse@127.0.0.1:{}/gatehouse",
+            self.port
+        )
+    }
+
+    /// Runs scripts/postgres `command` on this cluster.
+    ///
+    /// # Panics
+    /// When it fails, with what it said.
+    pub fn script(&self, command: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
+        let mut run = std::process::Command::new(script);
+        run.arg(command)
+            .env_remove("DATABASE_URL")
+            .env("GATEHOUSE_PG_DIR", &*self.dir)
+            .env("GATEHOUSE_PG_PORT", self.port.to_string())
+            .env("GATEHOUSE_PG_SHARED_BUFFERS", "64MB");
+        if let Some(primary) = &self.replica_of {
+            run.env("GATEHOUSE_PG_REPLICA_OF", primary);
+        }
+        let out = run.output().expect("running scripts/postgres");
+        assert!(
+            out.status.success(),
+            "scripts/postgres {command} on {}: {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `sql` run by the superuser through the cluster's unix socket (what gatehouse's role may
+    /// not do: pausing a replica's replay, say); psql's unaligned output.
+    ///
+    /// # Panics
+    /// When psql fails.
+    pub fn superuser(&self, sql: &str) -> String {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "gatehouse",
+            ])
+            .arg("-h")
+            .arg(self.dir.join("postgres-socket"))
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
+        let _ = std::process::Command::new(script)
+            .arg("stop")
+            .env_remove("DATABASE_URL")
+            .env("GATEHOUSE_PG_DIR", &*self.dir)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }

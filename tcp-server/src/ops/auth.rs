@@ -34,19 +34,34 @@ pub(super) struct Account {
 
 /// The session and profile behind `token`, or `Unauthorized` for a malformed, tampered,
 /// expired or revoked token, one from an earlier session epoch, or a deleted account, all
-/// alike.
+/// alike. Checked on the primary, which the caller is about to write to.
 pub(super) fn session(ctx: &Context, token: &str) -> Result<(Claims, Profile), OpError> {
+    session_from(ctx, token, false)
+}
+
+/// [`session`] for an operation that only reads: checked where [`crate::db::Db::read`] runs
+/// it, a replica that has seen every revocation acknowledged so far.
+pub(super) fn session_read(ctx: &Context, token: &str) -> Result<(Claims, Profile), OpError> {
+    session_from(ctx, token, true)
+}
+
+fn session_from(ctx: &Context, token: &str, read: bool) -> Result<(Claims, Profile), OpError> {
     let claims = ctx
         .tokens
         .verify(token, unix_now())
         .map_err(|_| OpError::unauthorized())?;
-    let row = ctx.db.run(|conn| {
+    let query = |conn: &mut crate::db::PgConn| {
         let statement = conn.prepared(SESSION_USER)?;
         conn.client().query_opt(
             &statement,
             &[&claims.user_id, &claims.session_id.as_slice()],
         )
-    })?;
+    };
+    let row = if read {
+        ctx.db.read(query)?
+    } else {
+        ctx.db.run(query)?
+    };
     match row {
         Some(row) if row.get::<_, i64>(4) == claims.epoch && !row.get::<_, bool>(5) => {
             Ok((claims, profile_from(&row)))
@@ -92,7 +107,7 @@ fn check(ctx: &Context, username: &str, key: &str, password: &str) -> Result<Acc
     if rules::check_username(username).is_err() {
         return Err(unknown(ctx, password));
     }
-    let row = ctx.db.run(|conn| {
+    let row = ctx.db.read(|conn| {
         let statement = conn.prepared(LOOKUP)?;
         conn.client().query_opt(&statement, &[&key])
     })?;

@@ -12,7 +12,7 @@ pub(super) fn run(ctx: &Context, request: GetPicture) -> Result<Picture, OpError
     if !proto::is_picture_key(key) {
         return Err(not_found());
     }
-    let row = ctx.db.run(|conn| {
+    let row = ctx.db.read(|conn| {
         let statement = conn.prepared(FETCH)?;
         conn.client().query_opt(&statement, &[&key])
     })?;

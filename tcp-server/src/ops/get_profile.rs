@@ -5,6 +5,6 @@ use proto::{GetProfile, Profile};
 use super::{Context, OpError, auth};
 
 pub(super) fn run(ctx: &Context, request: GetProfile) -> Result<Profile, OpError> {
-    let (_, profile) = auth::session(ctx, request.token.expose())?;
+    let (_, profile) = auth::session_read(ctx, request.token.expose())?;
     Ok(profile)
 }
