@@ -1,5 +1,6 @@
 //! The tcp-server backends: one pool of sockets per backend (our `pool` crate), and the choice
-//! of a backend for each request. One request and its response per borrow; a socket that saw
+//! of a backend for each request: in rotation, or for a login by rendezvous hashing of its
+//! username key, so that the throttle sees all attempts on one username in one place. One request and its response per borrow; a socket that saw
 //! an I/O or protocol error is marked broken and never reused.
 
 use std::io;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use pool::{Manager, Pool};
 use proto::{ErrorCode, HandshakeError, NONCE_LEN, ReadError, Request, Response, TierKey, Trace};
 use service::link::{self, ClientTls, Deadline, Link, TlsServerName};
+use sha2::{Digest, Sha256};
 use socket2::{SockRef, TcpKeepalive};
 
 /// How to reach the backends.
@@ -319,8 +321,26 @@ impl Manager for BackendManager {
     }
 }
 
+/// A backend's rendezvous score for a username key: the first 8 bytes of
+/// SHA-256(address, 0xFF, key), as `PROTOCOL.md` specifies, so that every http-server (of any
+/// build) ranks the backends alike.
+fn rendezvous_score(address: &str, key: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(address.as_bytes())
+        .chain_update([0xFF])
+        .chain_update(key.as_bytes())
+        .finalize();
+    u64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}
+
 struct Backend {
     address: SocketAddr,
+    /// The address as text, which rendezvous scores hash.
+    label: String,
     pool: Pool<BackendManager>,
 }
 
@@ -370,7 +390,11 @@ impl Backends {
                     connect_timeout: config.connect_timeout,
                     max_frame_len: config.max_frame_len,
                 })?;
-            backends.push(Backend { address, pool });
+            backends.push(Backend {
+                address,
+                label: address.to_string(),
+                pool,
+            });
         }
         Ok(Backends {
             backends,
@@ -399,9 +423,47 @@ impl Backends {
     /// starting with the next in rotation; one that cannot be reached is skipped. A request
     /// that may have reached a backend is sent again elsewhere only if `idempotent`.
     pub fn call(&self, request: &Request, idempotent: bool) -> Result<Response, CallError> {
-        let started = Instant::now();
-        let count = self.backends.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.backends.len();
+        let order: Vec<usize> = (0..count).map(|i| (first + i) % count).collect();
+        self.call_in(&order, request, idempotent, false)
+    }
+
+    /// [`Backends::call`] for a request about the username key `key` (a login): every
+    /// http-server sends it to the same backend, the live one first in rendezvous order (see
+    /// `PROTOCOL.md`, "Routing"), so that the throttle sees all attempts on one username. A
+    /// busy backend's answer stands: passing the request on would give a guesser a fresh
+    /// allowance on each backend.
+    pub fn call_for(
+        &self,
+        key: &str,
+        request: &Request,
+        idempotent: bool,
+    ) -> Result<Response, CallError> {
+        self.call_in(&self.rendezvous(key), request, idempotent, true)
+    }
+
+    /// The backends' indexes by rendezvous score for `key`, highest first.
+    fn rendezvous(&self, key: &str) -> Vec<usize> {
+        let mut scored: Vec<(u64, usize)> = self
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(index, backend)| (rendezvous_score(&backend.label, key), index))
+            .collect();
+        scored.sort_unstable_by(|a, b| b.cmp(a));
+        scored.into_iter().map(|(_, index)| index).collect()
+    }
+
+    fn call_in(
+        &self,
+        order: &[usize],
+        request: &Request,
+        idempotent: bool,
+        keyed: bool,
+    ) -> Result<Response, CallError> {
+        let started = Instant::now();
+        let count = order.len();
         let mut busy: Option<u32> = None;
         let mut index = 0;
         // Each backend gets a turn. A stale socket (closed by a backend that restarted) is found
@@ -409,13 +471,18 @@ impl Backends {
         // hold up to `pool_size` of them, and one more checkout then connects afresh.
         let mut stale = 0;
         while index < count {
-            let backend = &self.backends[(first + index) % count];
+            let backend = &self.backends[order[index]];
             let wait = self.config.pool_wait.saturating_sub(started.elapsed());
             let mut conn = match backend.pool.get_timeout(wait) {
                 Ok(conn) => conn,
                 Err(pool::Error::Timeout {
                     last_error: None, ..
                 }) => {
+                    if keyed {
+                        return Err(CallError::Busy {
+                            retry_after_ms: 1000,
+                        });
+                    }
                     busy = Some(busy.unwrap_or(1000));
                     index += 1;
                     continue;
@@ -447,6 +514,9 @@ impl Backends {
                 Err(ExchangeError::NotSent {
                     busy_retry_ms: Some(ms),
                 }) => {
+                    if keyed {
+                        return Err(CallError::Busy { retry_after_ms: ms });
+                    }
                     busy = Some(ms);
                     index += 1;
                 }

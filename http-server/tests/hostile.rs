@@ -437,6 +437,62 @@ fn an_owner_with_a_device_token_logs_in_at_once_while_an_attacker_floods_the_acc
     assert!(refused.load(Ordering::Relaxed) > 0);
 }
 
+/// The same wrong guesses at one account, through one http-server and one tcp-server, then
+/// through two of each (taking turns): the second is refused exactly as the first, because
+/// every login for one username goes to the same tcp-server, whose throttle sees them all.
+/// Logins for other usernames still spread over both tcp-servers.
+#[test]
+fn guesses_through_two_fronts_and_two_backends_are_refused_as_through_one_of_each() {
+    let guesses = |fronts: usize, backends: usize| -> Vec<u16> {
+        let backends: Vec<Backend> = (0..backends)
+            .map(|_| Backend::start_with_throttle(&ThrottleConfig::DEFAULT))
+            .collect();
+        let addresses: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+        let fronts: Vec<Front> = (0..fronts).map(|_| Front::start(&addresses)).collect();
+        let name = unique_name("guessed");
+        register(&fronts[0], &name, PASSWORD);
+        (0..20)
+            .map(|i| {
+                // Case does not matter to the throttle, nor to the routing.
+                let spelled = if i % 2 == 0 {
+                    name.to_uppercase()
+                } else {
+                    name.clone()
+                };
+                login(&fronts[i % fronts.len()], &spelled, "a wrong guess").status
+            })
+            .collect()
+    };
+    let one = guesses(1, 1);
+    assert!(one.contains(&401) && one.contains(&429), "{one:?}");
+    assert_eq!(guesses(2, 2), one);
+
+    // Different usernames land on both backends.
+    let backends = [Backend::start(), Backend::start()];
+    let front = Front::start(&[backends[0].addr, backends[1].addr]);
+    for i in 0..20 {
+        login(
+            &front,
+            &unique_name(&format!("spread{i}x")),
+            "a wrong guess",
+        );
+    }
+    for backend in &backends {
+        let text = get(&format!("http://{}/metrics", backend.admin)).body;
+        let scrape = testkit::parse_metrics(&String::from_utf8_lossy(&text));
+        let logins = testkit::metric(
+            &scrape,
+            "gatehouse_tcp_requests_total",
+            &[("kind", "login")],
+        );
+        assert!(
+            logins.is_some_and(|n| n >= 2.0),
+            "{} served {logins:?} logins",
+            backend.addr
+        );
+    }
+}
+
 #[test]
 fn one_address_spraying_usernames_gets_429_and_others_do_not() {
     let backend = Backend::start_with_throttle(&ThrottleConfig::DEFAULT);

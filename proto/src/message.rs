@@ -272,6 +272,13 @@ impl ImageFormat {
     }
 }
 
+/// The form usernames are compared in: ASCII lowercase (valid usernames are ASCII). tcp-server
+/// finds and throttles accounts by it, and http-server sends every login for one key to the
+/// same tcp-server (see `PROTOCOL.md`, "Routing"), so the two must agree on it.
+pub fn username_key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
 /// Whether `key` has the form of a picture key, `<user id>-<16 lowercase hex digits>` (see
 /// `PROTOCOL.md`). Anything else (a path, a traversal attempt) names no picture, so both tiers
 /// refuse it without a lookup.

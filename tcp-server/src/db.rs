@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 
@@ -246,6 +247,11 @@ impl Pool {
         ))
     }
 
+    /// What this pool reaches, as its logs name it.
+    pub fn what(&self) -> &str {
+        &self.reachability.what
+    }
+
     /// One row of `sql` (no parameters) with a short wait for a connection and no retry: what
     /// the replicas' prober and fence ask, which must not hang on a server that is gone.
     pub fn probe(&self, sql: &'static str) -> Result<postgres::Row, DbError> {
@@ -360,17 +366,24 @@ impl Pool {
     }
 }
 
+/// The primary's pool, which a promotion replaces (see `replicas.rs`).
+pub type Current = Arc<RwLock<Arc<Pool>>>;
+
 /// The database: the primary, which takes every write, and any replicas, which take the reads
 /// that [`Db::read`] is given.
 pub struct Db {
-    primary: Arc<Pool>,
+    primary: Current,
     replicas: Option<Replicas>,
 }
 
 impl Db {
     /// Pools for the primary at `url` and the replicas at `replica_urls`, all connected lazily.
     pub fn new(url: &str, replica_urls: &[String], config: &DbConfig) -> anyhow::Result<Self> {
-        let primary = Arc::new(Pool::new(url, config, "the database")?);
+        let primary = Arc::new(RwLock::new(Arc::new(Pool::new(
+            url,
+            config,
+            "the database",
+        )?)));
         let replicas = if replica_urls.is_empty() {
             None
         } else {
@@ -390,7 +403,12 @@ impl Db {
         &self,
         query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        self.primary.run(query)
+        self.primary().run(query)
+    }
+
+    /// The primary now.
+    fn primary(&self) -> Arc<Pool> {
+        Arc::clone(&self.primary.read())
     }
 
     /// Runs `query` once on the primary, for statements that must not be repeated.
@@ -398,7 +416,7 @@ impl Db {
         &self,
         query: &mut impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        self.primary.run_once(query)
+        self.primary().run_once(query)
     }
 
     /// Runs the read-only `query` on a replica that answers as the primary would now, else on
@@ -409,13 +427,13 @@ impl Db {
     ) -> Result<T, DbError> {
         match &self.replicas {
             Some(replicas) => replicas.read(query),
-            None => self.primary.run(query),
+            None => self.primary().run(query),
         }
     }
 
     /// Whether reads can be served: the primary answers, or (with it down) a replica serves.
     pub fn check(&self) -> Result<(), DbError> {
-        match self.primary.check() {
+        match self.primary().check() {
             Err(_) if self.replicas.as_ref().is_some_and(Replicas::any_serving) => Ok(()),
             other => other,
         }
@@ -423,7 +441,7 @@ impl Db {
 
     /// The primary's pool.
     pub fn state(&self) -> PoolState {
-        self.primary.state()
+        self.primary().state()
     }
 
     /// The replicas, if any.

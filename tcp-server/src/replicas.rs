@@ -27,6 +27,14 @@
 //!   reads get `Unavailable` rather than an answer from the past. Writes acknowledged by the
 //!   primary but not yet streamed when it died are on no replica; synchronous replication
 //!   (`synchronous_standby_names`) closes that gap, at the price of writes that wait for one.
+//!
+//! # Promotion
+//! After an operator promotes a replica (`pg_ctl promote`), it is a primary on a new timeline.
+//! The prober sees it out of recovery and makes it the primary, for writes and fences, if its
+//! timeline is the highest of the primaries it can reach. Every tcp-server applies the same rule
+//! to the same servers, so all follow the promotion within a probe or two, and an old primary
+//! that comes back (on its old, lower timeline) is never written to again: PostgreSQL's
+//! timeline, not a vote among tcp-servers, says which primary is current.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,17 +43,22 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::db::{DbConfig, DbError, PgConn, Pool};
+use crate::db::{Current, DbConfig, DbError, PgConn, Pool};
 
 /// The primary's WAL position now, as bytes from the start of the WAL.
 const PRIMARY_LSN: &str = "SELECT (pg_current_wal_lsn() - '0/0')::bigint";
+/// The primary's WAL position, whether it is one after all, and the name of its current WAL
+/// file, whose first 8 hex digits are its timeline.
+const PRIMARY_STATE: &str = "SELECT (pg_current_wal_lsn() - '0/0')::bigint, \
+     NOT pg_is_in_recovery(), pg_walfile_name(pg_current_wal_lsn())";
 /// How far a replica has replayed, whether it still is one (a promoted replica is not), and
 /// whether it streams from a primary now. A role without `pg_read_all_stats` sees only the WAL
 /// receiver's pid, there while the receiver runs; with the primary gone it exits, and is
 /// restarted only now and then to try again.
 const REPLICA_LSN: &str = "SELECT COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0), \
      pg_is_in_recovery(), EXISTS (SELECT 1 FROM pg_stat_wal_receiver \
-     WHERE COALESCE(status = 'streaming', pid IS NOT NULL))";
+     WHERE COALESCE(status = 'streaming', pid IS NOT NULL)), \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
 /// How often the replicas' positions and the primary's are sampled.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a read waits for a replica to replay up to its fence before the primary answers
@@ -58,7 +71,7 @@ const FENCE_WAIT: Duration = Duration::from_secs(2);
 struct Replica {
     /// host:port, for logs and metrics (never the password).
     name: String,
-    pool: Pool,
+    pool: Arc<Pool>,
     /// Whether it gets reads: reachable, in recovery, and within the lag bound.
     serving: AtomicBool,
     /// The highest replay position a finished statement on it reported. Any statement started
@@ -113,7 +126,10 @@ struct FenceState {
 }
 
 struct Shared {
-    primary: Arc<Pool>,
+    /// Where writes and fences go: the configured primary, or a replica promoted since.
+    primary: Current,
+    /// The configured primary, probed apart from the current one.
+    configured: Arc<Pool>,
     replicas: Vec<Replica>,
     max_lag: Duration,
     fence: Mutex<FenceState>,
@@ -134,7 +150,7 @@ impl Replicas {
     /// Pools for `urls` (connected lazily), with the prober and the fence threads, which end
     /// when this is dropped.
     pub fn new(
-        primary: &Arc<Pool>,
+        primary: &Current,
         urls: &[String],
         config: &DbConfig,
         max_lag: Duration,
@@ -144,7 +160,7 @@ impl Replicas {
             .map(|url| {
                 let name = host_port(url)?;
                 Ok(Replica {
-                    pool: Pool::new(url, config, &format!("replica {name}"))?,
+                    pool: Arc::new(Pool::new(url, config, &format!("replica {name}"))?),
                     name,
                     serving: AtomicBool::new(false),
                     replayed: AtomicU64::new(0),
@@ -154,6 +170,7 @@ impl Replicas {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
+            configured: Arc::clone(&primary.read()),
             primary: Arc::clone(primary),
             replicas,
             max_lag,
@@ -225,7 +242,8 @@ impl Replicas {
             }
         }
         shared.reads.primary.fetch_add(1, Ordering::Relaxed);
-        shared.primary.run(query)
+        let primary = Arc::clone(&shared.primary.read());
+        primary.run(query)
     }
 
     /// `query` on `replica` once it has replayed up to `fence`; `None` if it did not within
@@ -330,11 +348,8 @@ fn fence_loop(shared: &Weak<Shared>) {
             state.asked += 1;
             state.asked
         };
-        let answer = shared
-            .primary
-            .probe(PRIMARY_LSN)
-            .map(|row| lsn(row.get(0)))
-            .ok();
+        let primary = Arc::clone(&shared.primary.read());
+        let answer = primary.probe(PRIMARY_LSN).map(|row| lsn(row.get(0))).ok();
         let mut state = shared.fence.lock();
         state.answered = asking;
         state.answer = answer;
@@ -356,7 +371,23 @@ fn probe_loop(shared: &Weak<Shared>) {
             return;
         };
         let now = Instant::now();
-        let primary = shared.primary.probe(PRIMARY_LSN).map(|row| lsn(row.get(0)));
+        let current = Arc::clone(&shared.primary.read());
+        // The current primary's position, if it answers as a primary; and each server that
+        // answers as a primary, with its timeline, for following a promotion.
+        let mut primaries: Vec<(u32, Arc<Pool>)> = Vec::new();
+        let mut probe_primary = |pool: &Arc<Pool>| match pool.probe(PRIMARY_STATE) {
+            Ok(row) if row.get::<_, bool>(1) => {
+                if let Some(timeline) = timeline(row.get(2)) {
+                    primaries.push((timeline, Arc::clone(pool)));
+                }
+                Some(lsn(row.get(0)))
+            }
+            _ => None,
+        };
+        let primary = probe_primary(&current).ok_or(());
+        if !Arc::ptr_eq(&current, &shared.configured) {
+            probe_primary(&shared.configured);
+        }
         if let Ok(position) = primary {
             history.push_back((now, position));
             while history
@@ -383,7 +414,10 @@ fn probe_loop(shared: &Weak<Shared>) {
                         Some(replica.replayed.load(Ordering::Relaxed))
                     }
                     // Neither a promoted replica nor one out of reach says the primary lives.
-                    Ok(_) => {
+                    Ok(row) => {
+                        if let Some(timeline) = timeline(row.get(3)) {
+                            primaries.push((timeline, Arc::clone(&replica.pool)));
+                        }
                         replica.orphaned.store(true, Ordering::Relaxed);
                         *streamed = false;
                         log_change(replica, false, "is not in recovery (promoted?)");
@@ -425,9 +459,35 @@ fn probe_loop(shared: &Weak<Shared>) {
             }
             replica.serving.store(serving, Ordering::Relaxed);
         }
+        follow_promotion(&shared, &current, &primaries);
         drop(shared);
         std::thread::sleep(PROBE_EVERY.saturating_sub(now.elapsed()));
     }
+}
+
+/// Makes the primary the one of `primaries` (servers that answered as primaries) on the
+/// highest timeline, when that is not `current`: a replica promoted since.
+fn follow_promotion(shared: &Shared, current: &Arc<Pool>, primaries: &[(u32, Arc<Pool>)]) {
+    let Some((timeline, newest)) = primaries.iter().max_by_key(|(timeline, _)| *timeline) else {
+        return;
+    };
+    let current_timeline = primaries
+        .iter()
+        .find(|(_, pool)| Arc::ptr_eq(pool, current))
+        .map(|(timeline, _)| *timeline);
+    if Arc::ptr_eq(newest, current) || current_timeline.is_some_and(|t| t >= *timeline) {
+        return;
+    }
+    log::warn!(
+        "following a promotion: {} is the primary now (timeline {timeline}); writes go there",
+        newest.what()
+    );
+    *shared.primary.write() = Arc::clone(newest);
+}
+
+/// The timeline in the name of a WAL file (its first 8 hex digits).
+fn timeline(walfile: Option<String>) -> Option<u32> {
+    u32::from_str_radix(walfile?.get(..8)?, 16).ok()
 }
 
 /// How long ago the primary first went past `position`, by its sampled positions; zero when it
@@ -482,6 +542,20 @@ mod tests {
         assert_eq!(lag(&history, 160, at(400)), Duration::from_millis(100));
         // Behind everything sampled: at least the whole history.
         assert_eq!(lag(&history, 50, at(400)), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn the_timeline_is_read_from_a_wal_file_name() {
+        assert_eq!(
+            timeline(Some("000000020000000000000003".to_owned())),
+            Some(2)
+        );
+        assert_eq!(
+            timeline(Some("0000001A0000000000000003".to_owned())),
+            Some(26)
+        );
+        assert_eq!(timeline(Some("bogus".to_owned())), None);
+        assert_eq!(timeline(None), None);
     }
 
     #[test]

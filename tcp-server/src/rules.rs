@@ -23,10 +23,8 @@ pub fn check_username(username: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// The form usernames are compared in: ASCII lowercase (usernames are ASCII).
-pub fn username_key(username: &str) -> String {
-    username.to_ascii_lowercase()
-}
+/// The form usernames are compared in, which http-server routes logins by: `proto`'s.
+pub use proto::username_key;
 
 /// Passwords are 8 to 128 Unicode characters, any characters.
 pub fn check_password(password: &str) -> Result<(), Invalid> {

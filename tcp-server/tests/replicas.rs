@@ -319,3 +319,57 @@ fn a_primary_out_of_reach_but_alive_gets_reads_refused_not_served_stale() {
     let reads = cut_off.db.replicas().unwrap().reads();
     assert_eq!(reads.unfenced.load(Ordering::Relaxed), 0);
 }
+
+/// The primary stopped and the replica promoted (`pg_ctl promote`): tcp-server follows the
+/// promotion by itself, writes work again, every registration acknowledged before is there, and
+/// the old primary, started again on its old timeline, gets no write.
+#[test]
+fn after_a_promotion_writes_work_again_with_nothing_acknowledged_lost() {
+    let primary = PgCluster::primary("promote-primary");
+    let replica = primary.replica("promote-replica");
+    let ctx = context(&primary, &replica);
+    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    let server = TestServer::start_shared(4, Arc::clone(&ctx));
+    let mut client = server.client();
+    let acknowledged: Vec<String> = (0..50)
+        .map(|_| {
+            let name = unique_name("acked.");
+            let answer = client.call(register(&name, "correct horse"));
+            assert!(matches!(answer, Response::Register(_)), "{answer:?}");
+            name
+        })
+        .collect();
+
+    primary.script("stop");
+    let answer = client.call(register(&unique_name("between."), "correct horse"));
+    assert_eq!(code(&answer), Some(ErrorCode::Unavailable), "{answer:?}");
+    replica.script("promote");
+    assert!(
+        eventually(Duration::from_secs(10), || matches!(
+            client.call(register(&unique_name("after."), "correct horse")),
+            Response::Register(_)
+        )),
+        "writes did not come back after the promotion"
+    );
+    for name in &acknowledged {
+        logged_in(client.call(login(name, "correct horse")));
+    }
+    let count = |cluster: &PgCluster, name: &str| {
+        cluster.superuser(&format!(
+            "SELECT count(*) FROM users WHERE username = '{name}'"
+        ))
+    };
+    let last = acknowledged.last().unwrap();
+    assert_eq!(count(&replica, last), "1");
+
+    primary.script("start");
+    // A few probes see the old primary back.
+    std::thread::sleep(Duration::from_millis(500));
+    let name = unique_name("later.");
+    assert!(matches!(
+        client.call(register(&name, "correct horse")),
+        Response::Register(_)
+    ));
+    assert_eq!(count(&replica, &name), "1");
+    assert_eq!(count(&primary, &name), "0", "the old primary took a write");
+}

@@ -60,10 +60,13 @@ pub fn change_password(
     request: &mut tiny_http::Request,
     _: &str,
 ) -> Result<Reply, ApiError> {
-    let token = Secret::new(api.cookie.session_token(request)?);
+    let token = api.cookie.session_token(request)?;
     let body: PasswordChangeBody = http::read_json(request, api.max_json_body, api.body_pace)?;
+    // Guesses at the current password are throttled as logins are; all of one token's meet on
+    // one backend. (The token, not the username, which only the backend can read from it.)
+    let route = token.clone();
     let change = Request::ChangePassword(ChangePassword {
-        token,
+        token: Secret::new(token),
         current_password: Secret::new(body.current_password),
         new_password: Secret::new(body.new_password),
         client: http::client_address(request, &api.trusted_proxies),
@@ -71,7 +74,7 @@ pub fn change_password(
     });
     // Not repeated on another backend: once one has made the change, a repeat would find the
     // session ended and answer 401 for a change that was made.
-    match api.call(&change, false)? {
+    match api.call_for(&route, &change, false)? {
         Response::ChangePassword(session) => Ok(sessions::session_reply(
             api,
             session,
@@ -89,16 +92,18 @@ pub fn delete_account(
     request: &mut tiny_http::Request,
     _: &str,
 ) -> Result<Reply, ApiError> {
-    let token = Secret::new(api.cookie.session_token(request)?);
+    let token = api.cookie.session_token(request)?;
     let body: DeletionBody = http::read_json(request, api.max_json_body, api.body_pace)?;
+    // Routed as a password change is, for the same reason.
+    let route = token.clone();
     let delete = Request::DeleteAccount(DeleteAccount {
-        token,
+        token: Secret::new(token),
         password: Secret::new(body.password),
         client: http::client_address(request, &api.trusted_proxies),
         device: api.cookie.device_token(request).map(Secret::new),
     });
     // Not repeated: a repeat after the deletion would answer 401 for an account that is gone.
-    match api.call(&delete, false)? {
+    match api.call_for(&route, &delete, false)? {
         Response::DeleteAccount(()) if api.cookie.in_use(request) => {
             Ok(Reply::empty(204).with_header("Set-Cookie", &api.cookie.clear()))
         }

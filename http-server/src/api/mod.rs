@@ -93,24 +93,41 @@ impl Api {
 
     /// Sends a request to a backend; a backend's error reply becomes the matching API error.
     fn call(&self, request: &Request, idempotent: bool) -> Result<Response, ApiError> {
-        match self.backends.call(request, idempotent) {
-            Ok(Response::Error(reply)) => Err(from_reply(reply)),
-            Ok(response) => Ok(response),
-            Err(CallError::Busy { retry_after_ms }) => Err(ApiError::new(
-                ApiCode::BackendBusy,
-                "the service is at capacity; retry shortly",
-            )
-            .retry_after(retry_after_ms.div_ceil(1000))),
-            Err(CallError::Unavailable) => Err(ApiError::new(
-                ApiCode::BackendUnavailable,
-                "the service is unavailable; retry shortly",
-            )
-            .retry_after(1)),
-            Err(CallError::Timeout) => Err(ApiError::new(
-                ApiCode::BackendTimeout,
-                "the service did not answer in time",
-            )),
-        }
+        api_result(self.backends.call(request, idempotent))
+    }
+
+    /// [`Api::call`] for a request that checks a password: to the backend that owns `key` (a
+    /// login's username key, or the session token of a password change), which every
+    /// http-server picks alike, so that the throttle sees every attempt.
+    fn call_for(
+        &self,
+        key: &str,
+        request: &Request,
+        idempotent: bool,
+    ) -> Result<Response, ApiError> {
+        api_result(self.backends.call_for(key, request, idempotent))
+    }
+}
+
+/// A backend's answer, or why there was none, as the API's result.
+fn api_result(result: Result<Response, CallError>) -> Result<Response, ApiError> {
+    match result {
+        Ok(Response::Error(reply)) => Err(from_reply(reply)),
+        Ok(response) => Ok(response),
+        Err(CallError::Busy { retry_after_ms }) => Err(ApiError::new(
+            ApiCode::BackendBusy,
+            "the service is at capacity; retry shortly",
+        )
+        .retry_after(retry_after_ms.div_ceil(1000))),
+        Err(CallError::Unavailable) => Err(ApiError::new(
+            ApiCode::BackendUnavailable,
+            "the service is unavailable; retry shortly",
+        )
+        .retry_after(1)),
+        Err(CallError::Timeout) => Err(ApiError::new(
+            ApiCode::BackendTimeout,
+            "the service did not answer in time",
+        )),
     }
 }
 

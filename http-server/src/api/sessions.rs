@@ -39,6 +39,8 @@ pub fn login(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Rep
         api.cookie.same_origin(request)?;
     }
     let body: LoginBody = http::read_json(request, api.max_json_body, api.body_pace)?;
+    // Every login for one username goes to the same tcp-server: its throttle sees them all.
+    let key = proto::username_key(&body.username);
     let login = Request::Login(Login {
         username: body.username,
         password: Secret::new(body.password),
@@ -46,7 +48,7 @@ pub fn login(api: &Api, request: &mut tiny_http::Request, _: &str) -> Result<Rep
         client: http::client_address(request, &api.trusted_proxies),
         device: api.cookie.device_token(request).map(Secret::new),
     });
-    match api.call(&login, true)? {
+    match api.call_for(&key, &login, true)? {
         Response::Login(session) => Ok(session_reply(api, session, cookie)),
         other => Err(unexpected(other)),
     }
