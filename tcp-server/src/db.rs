@@ -431,10 +431,17 @@ impl Db {
         }
     }
 
-    /// Whether reads can be served: the primary answers, or (with it down) a replica serves.
+    /// Whether reads can be served: the primary answers, or (with it gone) a replica serves.
     pub fn check(&self) -> Result<(), DbError> {
         match self.primary().check() {
-            Err(_) if self.replicas.as_ref().is_some_and(Replicas::any_serving) => Ok(()),
+            Err(_)
+                if self
+                    .replicas
+                    .as_ref()
+                    .is_some_and(Replicas::serve_without_primary) =>
+            {
+                Ok(())
+            }
             other => other,
         }
     }

@@ -261,6 +261,14 @@ impl Metrics {
                     .get_or_create(&[("served_by", by)])
                     .inc_by(count.load(std::sync::atomic::Ordering::Relaxed));
             }
+            let fences = Counter::<u64>::default();
+            fences.inc_by(counts.fences.load(std::sync::atomic::Ordering::Relaxed));
+            now.register(
+                "gatehouse_tcp_replica_fences",
+                "Fence queries sent to the primary (the WAL position a replica must reach); \
+                 one answers every read waiting for it",
+                fences,
+            );
             now.register(
                 "gatehouse_tcp_db_reads",
                 "Reads (logins, profiles, pictures) by where they were served: a replica past \

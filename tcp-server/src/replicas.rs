@@ -110,6 +110,8 @@ pub struct ReadCounts {
     pub primary: AtomicU64,
     /// By a replica without a fence, the primary being unreachable.
     pub unfenced: AtomicU64,
+    /// Fence queries sent to the primary: each answers every read that was waiting.
+    pub fences: AtomicU64,
 }
 
 /// The fence queries' state: reads wait for the first answer to a question asked after they
@@ -299,12 +301,12 @@ impl Replicas {
         state.answer
     }
 
-    /// Whether any replica is serving reads.
-    pub fn any_serving(&self) -> bool {
-        self.shared
-            .replicas
-            .iter()
-            .any(|r| r.serving.load(Ordering::Relaxed))
+    /// Whether reads can be served with the primary out of reach: a replica serves, and none
+    /// streams from a primary (see [`Replicas::read`]).
+    pub fn serve_without_primary(&self) -> bool {
+        let replicas = &self.shared.replicas;
+        replicas.iter().any(|r| r.serving.load(Ordering::Relaxed))
+            && replicas.iter().all(|r| r.orphaned.load(Ordering::Relaxed))
     }
 
     /// Each replica's state, for the metrics.
@@ -348,6 +350,7 @@ fn fence_loop(shared: &Weak<Shared>) {
             state.asked += 1;
             state.asked
         };
+        shared.reads.fences.fetch_add(1, Ordering::Relaxed);
         let primary = Arc::clone(&shared.primary.read());
         let answer = primary.probe(PRIMARY_LSN).map(|row| lsn(row.get(0))).ok();
         let mut state = shared.fence.lock();

@@ -152,6 +152,12 @@ fn what_one_server_writes_every_server_reads_at_once() {
         on_replica > on_primary,
         "the replica served {on_replica} reads, the primary {on_primary}"
     );
+    // Each read waited for a fence; one answers all that wait together, never fewer than one.
+    let fences = reads.fences.load(Ordering::Relaxed);
+    assert!(
+        (1..=on_replica + on_primary).contains(&fences),
+        "{fences} fences"
+    );
 }
 
 /// A replica whose replay is paused falls behind, gets no reads past the lag bound, and gets
@@ -318,6 +324,8 @@ fn a_primary_out_of_reach_but_alive_gets_reads_refused_not_served_stale() {
     }
     let reads = cut_off.db.replicas().unwrap().reads();
     assert_eq!(reads.unfenced.load(Ordering::Relaxed), 0);
+    // Nor does it say it is ready: a balancer should send its work elsewhere.
+    assert!(cut_off.db.check().is_err());
 }
 
 /// The primary stopped and the replica promoted (`pg_ctl promote`): tcp-server follows the
