@@ -59,6 +59,8 @@ const REPLICA_LSN: &str = "SELECT COALESCE((pg_last_wal_replay_lsn() - '0/0')::b
      pg_is_in_recovery(), EXISTS (SELECT 1 FROM pg_stat_wal_receiver \
      WHERE COALESCE(status = 'streaming', pid IS NOT NULL)), \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END";
+/// How far a replica has replayed, alone: what a read waiting for its fence polls.
+const REPLAY_LSN: &str = "SELECT COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0)";
 /// How often the replicas' positions and the primary's are sampled.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// The longest a read waits for a replica to replay up to its fence before the primary answers
@@ -233,7 +235,14 @@ impl Replicas {
                 }
                 // Not caught up in time: the primary answers.
                 Ok(None) => {}
-                Err(DbError::Query(error)) => return Err(DbError::Query(error)),
+                // A statement the replica refused (one cancelled by a conflict with recovery,
+                // say): reads are safe to repeat, so the primary answers it.
+                Err(DbError::Query(error)) => {
+                    log::debug!(
+                        "replica {}: {error}; reading from the primary",
+                        replica.name
+                    );
+                }
                 Err(error) => {
                     log::warn!(
                         "replica {}: {error}; reading from the primary until a probe finds it back",
@@ -262,7 +271,7 @@ impl Replicas {
                 if Instant::now() >= deadline {
                     return Ok(None);
                 }
-                let statement = conn.prepared(REPLICA_LSN)?;
+                let statement = conn.prepared(REPLAY_LSN)?;
                 let row = conn.client().query_one(&statement, &[])?;
                 replica.saw(lsn(row.get(0)));
                 if replica.replayed.load(Ordering::Relaxed) < fence {
