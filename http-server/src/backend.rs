@@ -1,7 +1,8 @@
 //! The tcp-server backends: one pool of sockets per backend (our `pool` crate), and the choice
 //! of a backend for each request: in rotation, or for a login by rendezvous hashing of its
-//! username key, so that the throttle sees all attempts on one username in one place. One request and its response per borrow; a socket that saw
-//! an I/O or protocol error is marked broken and never reused.
+//! username key, so that the throttle sees all attempts on one username in one place. One
+//! request and its response per borrow; a socket that saw an I/O or protocol error is marked
+//! broken and never reused.
 
 use std::io;
 use std::mem::MaybeUninit;
