@@ -255,17 +255,30 @@ impl Pool {
     /// One row of `sql` (no parameters) with a short wait for a connection and no retry: what
     /// the replicas' prober and fence ask, which must not hang on a server that is gone.
     pub fn probe(&self, sql: &'static str) -> Result<postgres::Row, DbError> {
-        let mut conn = if self.failing_fast() {
-            self.pool.try_get()
-        } else {
-            self.pool.get_timeout(Duration::from_millis(250)).ok()
+        // Dead connections left by a restart are discarded one after another, as `run` does,
+        // so the first probe after a restart reaches the server that is back.
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = if self.failing_fast() {
+                self.pool.try_get()
+            } else {
+                self.pool.get_timeout(Duration::from_millis(250)).ok()
+            }
+            .ok_or_else(|| DbError::Unavailable("no connection".to_owned()))?;
+            let result = conn
+                .prepared(sql)
+                .and_then(|statement| conn.client().query_one(&statement, &[]));
+            match result {
+                Ok(row) => {
+                    self.last_success_ms
+                        .store(self.elapsed_ms(), Ordering::Relaxed);
+                    return Ok(row);
+                }
+                Err(error)
+                    if error.is_closed() || conn.client.is_closed() || is_shutdown(&error) => {}
+                Err(error) => return Err(DbError::Query(error)),
+            }
         }
-        .ok_or_else(|| DbError::Unavailable("no connection".to_owned()))?;
-        let statement = conn.prepared(sql)?;
-        let row = conn.client().query_one(&statement, &[])?;
-        self.last_success_ms
-            .store(self.elapsed_ms(), Ordering::Relaxed);
-        Ok(row)
+        Err(DbError::Unavailable("every connection was dead".to_owned()))
     }
 
     /// Connecting fails and no connection is open: waiting for one would be for nothing.

@@ -21,9 +21,9 @@
 //!   gets no reads until a probe finds it back; its reads go to the others, or the primary.
 //! - A replica behind the fence is waited for briefly ([`CATCH_UP`]); past that, the primary
 //!   answers.
-//! - With the primary unreachable there is no fence. If the replicas have lost it too (none
-//!   streams from it), nothing is being written: reads go to the replica that has replayed the
-//!   most. If one still streams, the primary lives and may take writes through other servers:
+//! - With the primary unreachable there is no fence. If it has been out of reach for
+//!   [`UNFENCED_AFTER`] and the replicas have lost it too (none streams from it), nothing is
+//!   being written: reads go to the replica that has replayed the most. If one still streams, the primary lives and may take writes through other servers:
 //!   reads get `Unavailable` rather than an answer from the past. Writes acknowledged by the
 //!   primary but not yet streamed when it died are on no replica; synchronous replication
 //!   (`synchronous_standby_names`) closes that gap, at the price of writes that wait for one.
@@ -68,6 +68,11 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 const CATCH_UP: Duration = Duration::from_millis(20);
 /// How long a read waits for its fence; past it, the primary counts as unreachable.
 const FENCE_WAIT: Duration = Duration::from_secs(2);
+/// How long the primary must have been out of reach, with no replica streaming from it, before
+/// a replica answers unfenced. A restart of the primary is over well within it: during one, a
+/// read is refused rather than answered by a replica that has not heard of the primary's
+/// newest writes.
+const UNFENCED_AFTER: Duration = Duration::from_secs(3);
 
 /// One replica: its pool and what the probes last found.
 struct Replica {
@@ -143,6 +148,25 @@ struct Shared {
     answered: Condvar,
     next: AtomicUsize,
     reads: ReadCounts,
+    /// When the prober last reached a primary, in milliseconds since `epoch`.
+    primary_seen_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Shared {
+    /// Whether the primary is gone, as far as can be told: the prober has not reached it for
+    /// [`UNFENCED_AFTER`], and no replica streams from it. Only then can nothing be written, and
+    /// a replica's answer be as current as any.
+    fn primary_gone(&self) -> bool {
+        let seen = self.primary_seen_ms.load(Ordering::Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let out_for = Duration::from_millis(now.saturating_sub(seen));
+        out_for >= UNFENCED_AFTER
+            && self
+                .replicas
+                .iter()
+                .all(|r| r.orphaned.load(Ordering::Relaxed))
+    }
 }
 
 /// The replicas of one primary, and the threads that keep their state.
@@ -183,6 +207,8 @@ impl Replicas {
             answered: Condvar::new(),
             next: AtomicUsize::new(0),
             reads: ReadCounts::default(),
+            primary_seen_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -204,6 +230,12 @@ impl Replicas {
         mut query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let shared = &*self.shared;
+        let Some(replica) = self.pick() else {
+            // No replica serves: no fence is needed for the primary's own answer.
+            shared.reads.primary.fetch_add(1, Ordering::Relaxed);
+            let primary = Arc::clone(&shared.primary.read());
+            return primary.run(query);
+        };
         let Some(fence) = self.fence() else {
             // No fence without the primary. If the replicas lost it too, nothing is being
             // written, and the most advanced replica is as current as anything that can be
@@ -214,12 +246,7 @@ impl Replicas {
                 .iter()
                 .filter(|r| r.serving.load(Ordering::Relaxed))
                 .max_by_key(|r| r.replayed.load(Ordering::Relaxed))
-                .filter(|_| {
-                    shared
-                        .replicas
-                        .iter()
-                        .all(|r| r.orphaned.load(Ordering::Relaxed))
-                })
+                .filter(|_| shared.primary_gone())
                 .ok_or_else(|| DbError::Unavailable("the primary cannot be reached".to_owned()))?;
             let result = replica.pool.run(&mut query);
             if result.is_ok() {
@@ -227,7 +254,7 @@ impl Replicas {
             }
             return result;
         };
-        if let Some(replica) = self.pick() {
+        {
             match self.on_replica(replica, fence, &mut query) {
                 Ok(Some(value)) => {
                     shared.reads.replica.fetch_add(1, Ordering::Relaxed);
@@ -244,6 +271,8 @@ impl Replicas {
                     );
                 }
                 Err(error) => {
+                    // Restarted, it may be back at an earlier position than it had replayed.
+                    replica.replayed.store(0, Ordering::Relaxed);
                     log::warn!(
                         "replica {}: {error}; reading from the primary until a probe finds it back",
                         replica.name
@@ -313,9 +342,12 @@ impl Replicas {
     /// Whether reads can be served with the primary out of reach: a replica serves, and none
     /// streams from a primary (see [`Replicas::read`]).
     pub fn serve_without_primary(&self) -> bool {
-        let replicas = &self.shared.replicas;
-        replicas.iter().any(|r| r.serving.load(Ordering::Relaxed))
-            && replicas.iter().all(|r| r.orphaned.load(Ordering::Relaxed))
+        let shared = &self.shared;
+        shared
+            .replicas
+            .iter()
+            .any(|r| r.serving.load(Ordering::Relaxed))
+            && shared.primary_gone()
     }
 
     /// Each replica's state, for the metrics.
@@ -378,6 +410,9 @@ fn probe_loop(shared: &Weak<Shared>) {
     // when it did at two probes in a row: an orphaned one's receiver, restarted now and then to
     // try again, lives for a moment each time.
     let mut streamed: Vec<bool> = Vec::new();
+    // The highest timeline followed so far: writes never go back to a lower one, even when the
+    // current primary misses a probe while an old one answers.
+    let mut followed: u32 = 0;
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -401,6 +436,10 @@ fn probe_loop(shared: &Weak<Shared>) {
             probe_primary(&shared.configured);
         }
         if let Ok(position) = primary {
+            shared.primary_seen_ms.store(
+                u64::try_from(shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             history.push_back((now, position));
             while history
                 .front()
@@ -437,6 +476,7 @@ fn probe_loop(shared: &Weak<Shared>) {
                     }
                     Err(error) => {
                         replica.orphaned.store(true, Ordering::Relaxed);
+                        replica.replayed.store(0, Ordering::Relaxed);
                         *streamed = false;
                         log_change(replica, false, &format!("cannot be reached ({error})"));
                         None
@@ -471,29 +511,39 @@ fn probe_loop(shared: &Weak<Shared>) {
             }
             replica.serving.store(serving, Ordering::Relaxed);
         }
-        follow_promotion(&shared, &current, &primaries);
+        follow_promotion(&shared, &current, &primaries, &mut followed);
         drop(shared);
         std::thread::sleep(PROBE_EVERY.saturating_sub(now.elapsed()));
     }
 }
 
 /// Makes the primary the one of `primaries` (servers that answered as primaries) on the
-/// highest timeline, when that is not `current`: a replica promoted since.
-fn follow_promotion(shared: &Shared, current: &Arc<Pool>, primaries: &[(u32, Arc<Pool>)]) {
+/// highest timeline, when that is higher than any followed before (`followed`): a replica
+/// promoted since. Never a lower one: an old primary that answers while the current one misses
+/// a probe does not get the writes back.
+fn follow_promotion(
+    shared: &Shared,
+    current: &Arc<Pool>,
+    primaries: &[(u32, Arc<Pool>)],
+    followed: &mut u32,
+) {
+    if let Some((timeline, _)) = primaries
+        .iter()
+        .find(|(_, pool)| Arc::ptr_eq(pool, current))
+    {
+        *followed = (*followed).max(*timeline);
+    }
     let Some((timeline, newest)) = primaries.iter().max_by_key(|(timeline, _)| *timeline) else {
         return;
     };
-    let current_timeline = primaries
-        .iter()
-        .find(|(_, pool)| Arc::ptr_eq(pool, current))
-        .map(|(timeline, _)| *timeline);
-    if Arc::ptr_eq(newest, current) || current_timeline.is_some_and(|t| t >= *timeline) {
+    if *timeline <= *followed || Arc::ptr_eq(newest, current) {
         return;
     }
     log::warn!(
         "following a promotion: {} is the primary now (timeline {timeline}); writes go there",
         newest.what()
     );
+    *followed = *timeline;
     *shared.primary.write() = Arc::clone(newest);
 }
 
