@@ -224,6 +224,30 @@ impl Pool {
         if last != 0 && self.elapsed_ms().saturating_sub(last) < 1_000 {
             return Ok(());
         }
+        self.on_live_connection(|conn| conn.client.simple_query("").map(|_| ()))
+    }
+
+    /// What this pool reaches, as its logs name it.
+    pub fn what(&self) -> &str {
+        &self.reachability.what
+    }
+
+    /// One row of `sql` (no parameters), waiting at most 250 ms for a connection: what the
+    /// replicas' prober and fence ask, which must not hang on a server that is gone.
+    pub fn probe(&self, sql: &'static str) -> Result<postgres::Row, DbError> {
+        self.on_live_connection(|conn| {
+            let statement = conn.prepared(sql)?;
+            conn.client().query_one(&statement, &[])
+        })
+    }
+
+    /// `query` on a pooled connection, waiting at most 250 ms for one (none while connecting
+    /// fails). Dead connections left by a restart are discarded one after another, so the first
+    /// call after a restart reaches the server that is back.
+    fn on_live_connection<T>(
+        &self,
+        mut query: impl FnMut(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
         for _ in 0..=self.pool.max_size() {
             let mut conn = if self.failing_fast() {
                 self.pool.try_get()
@@ -231,11 +255,11 @@ impl Pool {
                 self.pool.get_timeout(Duration::from_millis(250)).ok()
             }
             .ok_or_else(|| DbError::Unavailable("no database connection".to_owned()))?;
-            match conn.client.simple_query("") {
-                Ok(_) => {
+            match query(&mut conn) {
+                Ok(value) => {
                     self.last_success_ms
                         .store(self.elapsed_ms(), Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(value);
                 }
                 Err(error)
                     if error.is_closed() || conn.client.is_closed() || is_shutdown(&error) => {}
@@ -245,40 +269,6 @@ impl Pool {
         Err(DbError::Unavailable(
             "every database connection was dead".to_owned(),
         ))
-    }
-
-    /// What this pool reaches, as its logs name it.
-    pub fn what(&self) -> &str {
-        &self.reachability.what
-    }
-
-    /// One row of `sql` (no parameters) with a short wait for a connection and no retry: what
-    /// the replicas' prober and fence ask, which must not hang on a server that is gone.
-    pub fn probe(&self, sql: &'static str) -> Result<postgres::Row, DbError> {
-        // Dead connections left by a restart are discarded one after another, as `run` does,
-        // so the first probe after a restart reaches the server that is back.
-        for _ in 0..=self.pool.max_size() {
-            let mut conn = if self.failing_fast() {
-                self.pool.try_get()
-            } else {
-                self.pool.get_timeout(Duration::from_millis(250)).ok()
-            }
-            .ok_or_else(|| DbError::Unavailable("no connection".to_owned()))?;
-            let result = conn
-                .prepared(sql)
-                .and_then(|statement| conn.client().query_one(&statement, &[]));
-            match result {
-                Ok(row) => {
-                    self.last_success_ms
-                        .store(self.elapsed_ms(), Ordering::Relaxed);
-                    return Ok(row);
-                }
-                Err(error)
-                    if error.is_closed() || conn.client.is_closed() || is_shutdown(&error) => {}
-                Err(error) => return Err(DbError::Query(error)),
-            }
-        }
-        Err(DbError::Unavailable("every connection was dead".to_owned()))
     }
 
     /// Connecting fails and no connection is open: waiting for one would be for nothing.
