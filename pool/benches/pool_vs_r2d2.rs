@@ -5,7 +5,8 @@
 //! 1. criterion throughput benchmarks (checkout plus return, per second);
 //! 2. a side-by-side table: rounds that alternate between the pools, each thread recording every
 //!    checkout's wait in an HdrHistogram; it prints the median throughput, the p99 and p99.9
-//!    waits and the ratios ours/r2d2 as a markdown table (the one in `pool/README.md`).
+//!    waits and the ratios ours/r2d2 as a markdown table (the one in `pool/README.md`);
+//! 3. the same for ours alone with three barging bounds: strict FIFO, the default, none.
 //!
 //! Run: `cargo bench -p pool --bench pool_vs_r2d2` (add `-- --table-only` to skip criterion).
 //! For profiling one pool alone: `-- --profile ours|r2d2 THREADS MAX_SIZE` cycles for ten
@@ -20,7 +21,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use hdrhistogram::Histogram;
 
 const CASES: [(usize, u32); 3] = [(8, 8), (64, 16), (256, 16)];
-const TABLE_ROUNDS: usize = 5;
+const TABLE_ROUNDS: usize = 7;
 const TABLE_ROUND_TIME: Duration = Duration::from_millis(1000);
 
 #[derive(Debug)]
@@ -71,13 +72,16 @@ trait Checkout: Sync {
     fn name(&self) -> &'static str;
 }
 
-impl Checkout for pool::Pool<Noop> {
+/// Our pool with its barging bound (`Builder::fair_after`) and the name it is shown by.
+struct Ours(pool::Pool<Noop>, &'static str);
+
+impl Checkout for Ours {
     fn cycle(&self) {
-        let mut conn = self.get().expect("checkout");
+        let mut conn = self.0.get().expect("checkout");
         *conn = black_box(*conn + 1);
     }
     fn name(&self) -> &'static str {
-        "ours"
+        self.1
     }
 }
 
@@ -91,17 +95,29 @@ impl Checkout for r2d2::Pool<Noop> {
     }
 }
 
-fn ours(max_size: u32) -> pool::Pool<Noop> {
+/// The bounds the second table compares: strict FIFO handoff, the default, no bound at all.
+const BOUNDS: [(Duration, &str); 3] = [
+    (Duration::ZERO, "FIFO (0)"),
+    (pool::DEFAULT_FAIR_AFTER, "500 µs (default)"),
+    (Duration::MAX, "unbounded"),
+];
+
+fn ours(max_size: u32) -> Ours {
+    ours_bounded(max_size, pool::DEFAULT_FAIR_AFTER, "ours")
+}
+
+fn ours_bounded(max_size: u32, fair_after: Duration, name: &'static str) -> Ours {
     let pool = pool::Pool::builder()
         .max_size(max_size)
         .min_idle(max_size)
+        .fair_after(fair_after)
         .build(Noop)
         .expect("pool");
     // Both pools start full, so no benchmark measures connects.
     while pool.stats().idle < max_size {
         thread::sleep(Duration::from_millis(1));
     }
-    pool
+    Ours(pool, name)
 }
 
 fn theirs(max_size: u32) -> r2d2::Pool<Noop> {
@@ -210,6 +226,40 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Medians over alternating rounds of each pool's rate and p99, p99.9 and longest waits.
+struct Summary {
+    rate: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// Runs `TABLE_ROUNDS` rounds of every pool, rotating which goes first so that drift in the
+/// machine's load favours none.
+fn rounds(pools: &[&dyn Checkout], threads: usize) -> Vec<Summary> {
+    let mut samples: Vec<[Vec<f64>; 4]> = pools.iter().map(|_| Default::default()).collect();
+    for round in 0..TABLE_ROUNDS {
+        for offset in 0..pools.len() {
+            let index = (round + offset) % pools.len();
+            let (rate, waits) = measured_round(pools[index], threads);
+            let [rates, p99s, p999s, maxes] = &mut samples[index];
+            rates.push(rate);
+            p99s.push(waits.value_at_quantile(0.99) as f64);
+            p999s.push(waits.value_at_quantile(0.999) as f64);
+            maxes.push(waits.max() as f64);
+        }
+    }
+    samples
+        .into_iter()
+        .map(|[mut rate, mut p99, mut p999, mut max]| Summary {
+            rate: median(&mut rate),
+            p99: median(&mut p99),
+            p999: median(&mut p999),
+            max: median(&mut max),
+        })
+        .collect()
+}
+
 fn table() {
     println!();
     println!(
@@ -217,40 +267,48 @@ fn table() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (threads, max_size) in CASES {
-        let ours = ours(max_size);
-        let theirs = theirs(max_size);
-        let mut rates = [Vec::new(), Vec::new()];
-        let mut p99s = [Vec::new(), Vec::new()];
-        let mut p999s = [Vec::new(), Vec::new()];
-        for round in 0..TABLE_ROUNDS {
-            // Alternate which pool goes first so drift in the machine's load favours neither.
-            let order: [(usize, &dyn Checkout); 2] = if round % 2 == 0 {
-                [(0, &ours), (1, &theirs)]
-            } else {
-                [(1, &theirs), (0, &ours)]
-            };
-            for (index, pool) in order {
-                let (rate, waits) = measured_round(pool, threads);
-                rates[index].push(rate);
-                p99s[index].push(waits.value_at_quantile(0.99) as f64);
-                p999s[index].push(waits.value_at_quantile(0.999) as f64);
-            }
-        }
-        let [ours_rate, theirs_rate] = rates.map(|mut r| median(&mut r));
-        let [ours_p99, theirs_p99] = p99s.map(|mut p| median(&mut p));
-        let [ours_p999, theirs_p999] = p999s.map(|mut p| median(&mut p));
+        let [ours, theirs] = rounds(&[&ours(max_size), &theirs(max_size)], threads)
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("two pools in, two summaries out"));
         println!(
             "| {threads} | {max_size} | {:.0} | {:.0} | {:.2} | {} | {} | {:.2} | {} | {} | {:.2} |",
-            ours_rate,
-            theirs_rate,
-            ours_rate / theirs_rate,
-            show_nanos(ours_p99),
-            show_nanos(theirs_p99),
-            ours_p99 / theirs_p99,
-            show_nanos(ours_p999),
-            show_nanos(theirs_p999),
-            ours_p999 / theirs_p999,
+            ours.rate,
+            theirs.rate,
+            ours.rate / theirs.rate,
+            show_nanos(ours.p99),
+            show_nanos(theirs.p99),
+            ours.p99 / theirs.p99,
+            show_nanos(ours.p999),
+            show_nanos(theirs.p999),
+            ours.p999 / theirs.p999,
         );
+    }
+    println!();
+    println!(
+        "The barging bound (`Builder::fair_after`): ours with each bound, and r2d2, medians of the rounds."
+    );
+    println!();
+    println!("| threads | max_size | pool | cycles/s | p99 wait | p99.9 wait | longest wait |");
+    println!("|---:|---:|---|---:|---:|---:|---:|");
+    for (threads, max_size) in CASES {
+        let pools: Vec<Ours> = BOUNDS
+            .iter()
+            .map(|&(bound, name)| ours_bounded(max_size, bound, name))
+            .collect();
+        let r2d2 = theirs(max_size);
+        let mut views: Vec<&dyn Checkout> =
+            pools.iter().map(|pool| pool as &dyn Checkout).collect();
+        views.push(&r2d2);
+        for (pool, summary) in views.iter().zip(rounds(&views, threads)) {
+            println!(
+                "| {threads} | {max_size} | {} | {:.0} | {} | {} | {} |",
+                pool.name(),
+                summary.rate,
+                show_nanos(summary.p99),
+                show_nanos(summary.p999),
+                show_nanos(summary.max),
+            );
+        }
     }
 }
 

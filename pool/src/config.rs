@@ -21,8 +21,13 @@ pub(crate) struct Config {
     pub(crate) backoff_min: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) maintenance_interval: Duration,
+    pub(crate) fair_after: Duration,
     pub(crate) thread_name: String,
 }
+
+/// The default bound of [`Builder::fair_after`]; `pool/README.md` gives the measurements behind
+/// it.
+pub const DEFAULT_FAIR_AFTER: Duration = Duration::from_micros(500);
 
 /// Configures and builds a [`Pool`].
 ///
@@ -82,6 +87,7 @@ impl<M: Manager> Default for Builder<M> {
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(1),
                 maintenance_interval: Duration::from_secs(1),
+                fair_after: DEFAULT_FAIR_AFTER,
                 thread_name: "pool".to_owned(),
             },
         }
@@ -197,6 +203,20 @@ impl<M: Manager> Builder<M> {
     pub fn maintenance_interval(mut self, interval: Duration) -> Self {
         assert!(!interval.is_zero(), "maintenance_interval must be positive");
         self.config.maintenance_interval = interval;
+        self
+    }
+
+    /// The bound on barging. A returned connection is made idle, free for whichever thread asks
+    /// first, and the longest waiter is woken to compete for it, as long as no waiter has waited
+    /// this long; past it, the connection goes straight into the longest waiter's hands and no
+    /// newcomer can take it. Barging spares a context switch per checkout when threads
+    /// outnumber cores (the thread that returned a connection usually asks again at once, while
+    /// a waiter would first have to be scheduled); the bound keeps the longest wait near it.
+    /// `Duration::ZERO` is strict FIFO handoff; `Duration::MAX` is unbounded barging.
+    ///
+    /// Defaults to [`DEFAULT_FAIR_AFTER`] (500 µs).
+    pub fn fair_after(mut self, bound: Duration) -> Self {
+        self.config.fair_after = bound;
         self
     }
 

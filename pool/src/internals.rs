@@ -11,8 +11,9 @@
 //! still reports the panic.
 //!
 //! Invariants, true whenever the pool lock is free:
-//! - `idle` is non-empty only when `waiters` is empty (a free connection always goes to the
-//!   front waiter first);
+//! - while `waiters` is non-empty, `idle.len() <= woken`: a connection made idle while threads
+//!   wait has a woken waiter on its way to compete for it, so no waiter sleeps beside an idle
+//!   connection;
 //! - `open + pending <= max_size`, where `open` counts idle, checked-out and closing
 //!   connections.
 
@@ -56,19 +57,26 @@ pub(crate) enum Counted {
 pub(crate) enum Handoff<M: Manager> {
     Conn(Conn<M::Connection>),
     Failed(Arc<M::Error>),
+    /// A connection was made idle and this waiter, taken off the queue, is to compete for it
+    /// (barging, see `Builder::fair_after`); it counts in `Internals::woken` until it is back
+    /// under the lock.
+    Woken,
 }
 
-/// One waiting thread: the slot it is handed a result in, and the condvar that wakes it.
+/// One waiting thread: the slot it is handed a result in, the condvar that wakes it, and when
+/// its checkout began, which a requeued waiter keeps.
 pub(crate) struct Waiter<M: Manager> {
     pub(crate) slot: Mutex<Option<Handoff<M>>>,
     pub(crate) ready: Condvar,
+    pub(crate) since: Instant,
 }
 
-impl<M: Manager> Default for Waiter<M> {
-    fn default() -> Self {
+impl<M: Manager> Waiter<M> {
+    pub(crate) fn new(since: Instant) -> Self {
         Waiter {
             slot: Mutex::new(None),
             ready: Condvar::new(),
+            since,
         }
     }
 }
@@ -101,6 +109,10 @@ pub(crate) struct Internals<M: Manager> {
     idle: Vec<IdleConn<M::Connection>>,
     /// Waiting threads, the longest-waiting first.
     pub(crate) waiters: VecDeque<Arc<Waiter<M>>>,
+    /// Waiters woken to compete for an idle connection that have not yet taken the lock again.
+    pub(crate) woken: usize,
+    /// No fair handoff (`Builder::fair_after`) happens before this instant.
+    next_fair: Instant,
     /// Connections idle, checked out or being closed.
     open: u32,
     /// Connects in flight.
@@ -119,6 +131,8 @@ impl<M: Manager> Internals<M> {
         Internals {
             idle: Vec::new(),
             waiters: VecDeque::new(),
+            woken: 0,
+            next_fair: Instant::now(),
             open: 0,
             pending: 0,
             last_error: None,
@@ -130,8 +144,7 @@ impl<M: Manager> Internals<M> {
         }
     }
 
-    /// Pops the most recently returned idle connection. By the invariant, no thread is waiting
-    /// when one is idle, so taking it jumps no queue.
+    /// Pops the most recently returned idle connection.
     pub(crate) fn take_idle(&mut self) -> Option<IdleConnHandle<M::Connection>> {
         self.idle.pop().map(IdleConnHandle)
     }
@@ -168,13 +181,51 @@ impl<M: Manager> Internals<M> {
     /// connects in flight or `min_idle` needs refilling.
     pub(crate) fn wants_connect(&self, config: &Config, now: Instant) -> bool {
         let idle_and_pending = self.idle.len() + self.pending as usize;
-        let demand =
-            self.waiters.len() > idle_and_pending || idle_and_pending < config.min_idle as usize;
+        let demand = self.waiters.len() + self.woken > idle_and_pending
+            || idle_and_pending < config.min_idle as usize;
         !self.shutting_down
             && demand
             && self.has_capacity(config)
             && self.pending < config.max_concurrent_connects
             && !self.backing_off(now)
+    }
+
+    /// Takes back a returned connection. When the longest waiter has waited `fair_after` or
+    /// longer and no such fair handoff happened in the last `fair_after`, the connection goes
+    /// straight into that waiter's hands. Otherwise it is made idle, free for the first thread
+    /// to ask (often the one returning it, which saves a context switch), and the longest
+    /// waiter is woken to compete for it unless enough woken waiters are already on their way.
+    /// Returns the waiter to notify once the lock is released.
+    ///
+    /// Limiting fair handoffs to one per `fair_after`, as parking_lot's eventual fairness does,
+    /// is what keeps barging's throughput when threads far outnumber connections: then every
+    /// waiter has waited past any small bound, and handing each return to a sleeping thread
+    /// would cost a context switch per checkout, as strict FIFO does.
+    fn take_back(
+        &mut self,
+        conn: Conn<M::Connection>,
+        config: &Config,
+        now: Instant,
+    ) -> Option<Arc<Waiter<M>>> {
+        let Some(front) = self.waiters.front() else {
+            return self.hand_over(conn, now);
+        };
+        if now >= self.next_fair && now.saturating_duration_since(front.since) >= config.fair_after
+        {
+            self.next_fair = later(now, config.fair_after);
+            return self.hand_over(conn, now);
+        }
+        self.idle.push(IdleConn {
+            conn,
+            idle_since: now,
+        });
+        if self.woken >= self.idle.len() {
+            return None;
+        }
+        let waiter = self.waiters.pop_front()?;
+        *waiter.slot.lock() = Some(Handoff::Woken);
+        self.woken += 1;
+        Some(waiter)
     }
 
     /// Hands a free connection to the longest waiter, or makes it idle. Returns the waiter to
@@ -288,7 +339,7 @@ impl<M: Manager> Internals<M> {
             size: self.open,
             idle,
             in_use: self.open - idle,
-            waiting: self.waiters.len() as u32,
+            waiting: (self.waiters.len() + self.woken) as u32,
             pending_connects: self.pending,
             backing_off: self.backing_off(now),
             connections_created: self.counters.created,
@@ -408,7 +459,7 @@ impl<M: Manager> Shared<M> {
         }
         let mut internals = self.internals.lock();
         internals.count_return(counted);
-        let waiter = internals.hand_over(conn, now);
+        let waiter = internals.take_back(conn, &self.config, now);
         drop(internals);
         if let Some(waiter) = waiter {
             waiter.ready.notify_one();

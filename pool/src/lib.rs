@@ -3,9 +3,13 @@
 //! The pool knows nothing of what it pools: a [`Manager`] connects, checks and judges
 //! connections. What the pool adds:
 //!
-//! - **Fairness.** A returned connection goes straight to the longest-waiting thread (FIFO direct
-//!   handoff); a thread that just arrived cannot take it first. Idle connections are reused LIFO,
-//!   so a lightly loaded pool keeps using a few warm connections and lets the rest time out.
+//! - **Bounded barging.** A returned connection is free for the first thread to ask, and the
+//!   longest waiter is woken to compete for it, as long as no waiter has waited
+//!   [`Builder::fair_after`] (500 µs by default); past that bound it goes straight into the
+//!   longest waiter's hands (FIFO direct handoff). The thread returning a connection usually
+//!   asks again at once, so barging spares a context switch per checkout when threads outnumber
+//!   cores, and the bound keeps waits short. Idle connections are reused LIFO, so a lightly
+//!   loaded pool keeps using a few warm connections and lets the rest time out.
 //! - **Nothing slow under the lock.** Connects, validity checks and closes happen outside it.
 //!   Connects run on background connector threads, at most `max_concurrent_connects` at once,
 //!   and only when waiters outnumber idle connections plus connects in flight (or to keep
@@ -32,11 +36,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 use thiserror::Error;
 
 pub use config::Builder;
 use config::Config;
+pub use config::DEFAULT_FAIR_AFTER;
 use internals::{Conn, Counted, Handoff, Internals, WaitStats, Waiter};
 
 /// Opens, checks and judges the connections of one pool.
@@ -210,102 +215,120 @@ impl<M: Manager> Pool<M> {
         let start = Instant::now();
         // No deadline when the timeout is too long to add to the clock.
         let deadline = start.checked_add(timeout);
+        // Made only when this checkout first queues: the fast path allocates nothing.
+        let mut waiter: Option<Arc<Waiter<M>>> = None;
+        // Whether this checkout has waited (it is then counted with its wait), and whether it
+        // was just woken to compete for an idle connection.
+        let mut waited = false;
+        let mut woken = false;
         // Set once an idle connection this checkout took failed its checks.
         let mut retrying = false;
-        let mut internals = loop {
-            // Fresh each round: the previous round may have spent long validating.
+        loop {
+            // Fresh each round: the previous round may have spent long validating or waiting.
             let now = Instant::now();
-            match self.take_ready_idle(now) {
-                Ok(Some((conn, validated))) => {
-                    if validated || retrying {
-                        self.shared.wait_stats.record(start.elapsed());
-                        return Ok(self.guard(conn, Counted::AtCheckout));
-                    }
-                    return Ok(self.guard(conn, Counted::OnReturn));
+            let mut internals = self.shared.internals.lock();
+            if woken {
+                internals.woken -= 1;
+            }
+            let expired = deadline.is_some_and(|at| now >= at);
+            if expired && retrying {
+                // Validating the last one used up the time: no other is tried.
+                internals.counters.checkout_timeouts += 1;
+                return Err(Error::Timeout {
+                    waited: start.elapsed(),
+                    last_error: internals.last_error.clone(),
+                });
+            }
+            // Anyone may take an idle connection: one made idle while threads wait has a woken
+            // waiter on its way, which queues again at the front if it loses the race.
+            if let Some(idle) = internals.take_idle() {
+                // Taking it may leave fewer than `min_idle` idle: start the refill now, not at
+                // the next maintenance tick.
+                let refill = internals.wants_refill(&self.shared.config, now);
+                drop(internals);
+                if refill {
+                    self.shared.connector_wakeup.notify_one();
                 }
-                Ok(None) if deadline.is_some_and(|at| Instant::now() >= at) => {
-                    let mut internals = self.shared.internals.lock();
-                    internals.counters.checkout_timeouts += 1;
+                match self.shared.ready_for_use(idle, now) {
+                    Some((conn, validated)) => {
+                        if validated || retrying || waited {
+                            self.shared.wait_stats.record(start.elapsed());
+                            return Ok(self.guard(conn, Counted::AtCheckout));
+                        }
+                        return Ok(self.guard(conn, Counted::OnReturn));
+                    }
+                    None => {
+                        retrying = true;
+                        woken = false;
+                        continue;
+                    }
+                }
+            }
+            if expired {
+                internals.counters.checkout_timeouts += 1;
+                return Err(Error::Timeout {
+                    waited: start.elapsed(),
+                    last_error: internals.last_error.clone(),
+                });
+            }
+            // Only on arrival: a waiter woken to compete keeps waiting for its turn.
+            if !waited && let Some(error) = internals.fail_fast_error(&self.shared.config, now) {
+                internals.counters.checkout_connect_errors += 1;
+                return Err(Error::Connect(error));
+            }
+            let waiter = waiter.get_or_insert_with(|| Arc::new(Waiter::new(start)));
+            if retrying || woken {
+                // This checkout found a connection idle, or was the longest waiter when woken,
+                // so it came before every waiter (bar another such checkout): it keeps its
+                // place at the front.
+                internals.waiters.push_front(Arc::clone(waiter));
+            } else {
+                internals.waiters.push_back(Arc::clone(waiter));
+            }
+            let wake_connector = internals.wants_connect(&self.shared.config, now);
+            drop(internals);
+            if wake_connector {
+                self.shared.connector_wakeup.notify_one();
+            }
+            waited = true;
+            retrying = false;
+            match self.wait_for_handoff(waiter, deadline) {
+                Ok(Handoff::Conn(conn)) => {
+                    self.shared.wait_stats.record(start.elapsed());
+                    return Ok(self.guard(conn, Counted::AtCheckout));
+                }
+                Ok(Handoff::Failed(error)) => return Err(Error::Connect(error)),
+                Ok(Handoff::Woken) => woken = true,
+                Err(last_error) => {
                     return Err(Error::Timeout {
                         waited: start.elapsed(),
-                        last_error: internals.last_error.clone(),
+                        last_error,
                     });
                 }
-                Ok(None) => retrying = true,
-                Err(internals) => break internals,
             }
-        };
-        let now = Instant::now();
-        if let Some(error) = internals.fail_fast_error(&self.shared.config, now) {
-            internals.counters.checkout_connect_errors += 1;
-            return Err(Error::Connect(error));
-        }
-        let waiter = Arc::new(Waiter::default());
-        if retrying {
-            // Threads queue only while nothing is idle, and this checkout found a connection
-            // idle, so it came before every waiter (bar another retrying checkout): it keeps
-            // its place at the front.
-            internals.waiters.push_front(Arc::clone(&waiter));
-        } else {
-            internals.waiters.push_back(Arc::clone(&waiter));
-        }
-        let wake_connector = internals.wants_connect(&self.shared.config, now);
-        drop(internals);
-        if wake_connector {
-            self.shared.connector_wakeup.notify_one();
-        }
-        match self.wait_for_handoff(&waiter, deadline) {
-            Ok(Handoff::Conn(conn)) => {
-                self.shared.wait_stats.record(start.elapsed());
-                Ok(self.guard(conn, Counted::AtCheckout))
-            }
-            Ok(Handoff::Failed(error)) => Err(Error::Connect(error)),
-            Err(last_error) => Err(Error::Timeout {
-                waited: start.elapsed(),
-                last_error,
-            }),
         }
     }
 
-    /// Checks out an idle connection if one is ready now. Never queues and never connects; it
-    /// does run [`Manager::is_valid`] on a connection that idled past `validate_after_idle`.
+    /// Checks out an idle connection if one is ready now. Never queues and never connects; it does run [`Manager::is_valid`] on a
+    /// connection that idled past `validate_after_idle`.
     pub fn try_get(&self) -> Option<PooledConnection<'_, M>> {
         loop {
-            match self.take_ready_idle(Instant::now()) {
-                Ok(Some((conn, validated))) => {
-                    if validated {
-                        self.shared.wait_stats.record_immediate();
-                        return Some(self.guard(conn, Counted::AtCheckout));
-                    }
-                    return Some(self.guard(conn, Counted::OnReturn));
+            let now = Instant::now();
+            let mut internals = self.shared.internals.lock();
+            let idle = internals.take_idle()?;
+            let refill = internals.wants_refill(&self.shared.config, now);
+            drop(internals);
+            if refill {
+                self.shared.connector_wakeup.notify_one();
+            }
+            if let Some((conn, validated)) = self.shared.ready_for_use(idle, now) {
+                if validated {
+                    self.shared.wait_stats.record_immediate();
+                    return Some(self.guard(conn, Counted::AtCheckout));
                 }
-                Ok(None) => {}
-                Err(_no_idle) => return None,
+                return Some(self.guard(conn, Counted::OnReturn));
             }
         }
-    }
-
-    /// Takes the most recently returned idle connection and checks it outside the lock.
-    /// `Ok(Some((conn, validated)))`: ready for use. `Ok(None)`: it failed its checks and was
-    /// closed. `Err`: none is idle, and the lock is still held so the caller can queue without
-    /// a gap.
-    #[allow(clippy::type_complexity)]
-    fn take_ready_idle(
-        &self,
-        now: Instant,
-    ) -> Result<Option<(Conn<M::Connection>, bool)>, MutexGuard<'_, Internals<M>>> {
-        let mut internals = self.shared.internals.lock();
-        let Some(idle) = internals.take_idle() else {
-            return Err(internals);
-        };
-        // Taking it may leave fewer than `min_idle` idle: start the refill now, not at the
-        // next maintenance tick.
-        let refill = internals.wants_refill(&self.shared.config, now);
-        drop(internals);
-        if refill {
-            self.shared.connector_wakeup.notify_one();
-        }
-        Ok(self.shared.ready_for_use(idle, now))
     }
 
     /// A snapshot of the pool's state and counters.
