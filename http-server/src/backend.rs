@@ -202,7 +202,10 @@ impl Connection {
     /// Whether the backend has closed this socket (or sent something unasked, which only a
     /// refusal or a close would be): one non-blocking peek, so a stale socket is found before
     /// a request is spent on it.
-    fn peer_has_closed(&self) -> bool {
+    fn peer_has_closed(&mut self) -> bool {
+        if self.link.buffered() {
+            return true;
+        }
         let mut byte = [MaybeUninit::<u8>::uninit()];
         match SockRef::from(self.link.socket())
             .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)

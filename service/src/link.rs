@@ -6,7 +6,7 @@
 //! wire and a second proof of the peer; the tier key still decides who is served.
 
 use std::fs;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,10 @@ pub enum TlsError {
     #[error("TLS set-up: {0}")]
     Rustls(String),
 }
+
+/// The read buffer of a link in the clear: a login's frames are a few hundred bytes; a larger
+/// frame (a picture) is read past the buffer, straight into the frame's own.
+const PLAIN_READ_BUFFER: usize = 8 * 1024;
 
 /// Where scripts/tier-ca writes by default, and both servers look.
 pub const DEFAULT_TLS_DIR: &str = ".data/tier-tls";
@@ -252,44 +256,98 @@ pub fn tls_failure(error: &io::Error) -> Option<String> {
         .map(ToString::to_string)
 }
 
-/// A TCP socket under a deadline: each read and write gets only the time left, set on the
-/// socket just before the system call, and none is made once it has passed. It is the
-/// transport under TLS too, so that a peer trickling a handshake or a record byte by byte
-/// cannot stretch an exchange: rustls reads and writes the socket as often as it needs within
-/// one of our calls, and each of its system calls is bounded here, not only ours.
+/// A TCP socket under a deadline: no system call is made once it has passed, and none may
+/// block much past it. It is the transport under TLS too, so that a peer trickling a handshake
+/// or a record byte by byte cannot stretch an exchange: rustls reads and writes the socket as
+/// often as it needs within one of our calls, and each of its system calls is bounded here, not
+/// only ours.
+///
+/// The socket's timeout is re-armed only when it must be (a `setsockopt` per read and write
+/// was a quarter of tcp-server's system calls per login): while the timeout last set exceeds
+/// the time left by at most an eighth, it stays, so a call can overrun the deadline by at most
+/// that eighth. A timeout shorter than the time left (the idle tick) also stays; when it
+/// expires before the deadline, the call is made again with the exact time left.
 pub struct TimedSocket {
     stream: TcpStream,
     deadline: Option<Instant>,
+    /// The read and write timeouts set on the socket through this type; `None` until the
+    /// first.
+    read_armed: Option<Duration>,
+    write_armed: Option<Duration>,
 }
 
 impl TimedSocket {
-    fn left(&self) -> io::Result<Option<Duration>> {
-        let Some(deadline) = self.deadline else {
-            return Ok(None);
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+    fn new(stream: TcpStream) -> TimedSocket {
+        TimedSocket {
+            stream,
+            deadline: None,
+            read_armed: None,
+            write_armed: None,
         }
-        Ok(Some(left))
+    }
+
+    /// Runs one system call (`call`) under the deadline, arming the timeout in `armed` with
+    /// `arm` when the one set would overrun the deadline by more than an eighth of the time
+    /// left, or after it expired early.
+    fn under_deadline<T>(
+        &mut self,
+        armed: fn(&mut TimedSocket) -> &mut Option<Duration>,
+        arm: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
+        mut call: impl FnMut(&mut TcpStream) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let Some(deadline) = self.deadline else {
+            return call(&mut self.stream);
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+            }
+            if armed(self).is_none_or(|set| set > left + left / 8) {
+                arm(&self.stream, Some(left))?;
+                *armed(self) = Some(left);
+            }
+            match call(&mut self.stream) {
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+                        && Instant::now() < deadline =>
+                {
+                    // A shorter timeout than the time left expired: arm the rest.
+                    *armed(self) = None;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Sets the read timeout for reads outside any deadline (the idle tick), with no system
+    /// call when it is already set.
+    fn set_idle_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.read_armed != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_armed = Some(timeout);
+        }
+        Ok(())
     }
 }
 
 impl Read for TimedSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(left) = self.left()? {
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        self.stream.read(buf)
+        self.under_deadline(
+            |socket| &mut socket.read_armed,
+            TcpStream::set_read_timeout,
+            |stream| stream.read(buf),
+        )
     }
 }
 
 impl Write for TimedSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(left) = self.left()? {
-            self.stream.set_write_timeout(Some(left))?;
-        }
-        self.stream.write(buf)
+        self.under_deadline(
+            |socket| &mut socket.write_armed,
+            TcpStream::set_write_timeout,
+            |stream| stream.write(buf),
+        )
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -299,8 +357,10 @@ impl Write for TimedSocket {
 
 /// One connection of the tier link.
 pub enum Link {
-    /// In the clear.
-    Plain(TimedSocket),
+    /// In the clear, read through a buffer: one system call usually brings a whole frame and
+    /// tells the idle wait that a request arrived, where a peek, a header read and a body read
+    /// took three.
+    Plain(BufReader<TimedSocket>),
     /// TLS, tcp-server's end.
     Server(Box<StreamOwned<ServerConnection, TimedSocket>>),
     /// TLS, http-server's end.
@@ -310,10 +370,10 @@ pub enum Link {
 impl Link {
     /// A link in the clear over `stream`.
     pub fn plain(stream: TcpStream) -> Link {
-        Link::Plain(TimedSocket {
-            stream,
-            deadline: None,
-        })
+        Link::Plain(BufReader::with_capacity(
+            PLAIN_READ_BUFFER,
+            TimedSocket::new(stream),
+        ))
     }
 
     /// tcp-server's end of an accepted connection: TLS when `tls` is given (the TLS handshake
@@ -324,10 +384,7 @@ impl Link {
             Some(config) => {
                 let connection =
                     ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-                let socket = TimedSocket {
-                    stream,
-                    deadline: None,
-                };
+                let socket = TimedSocket::new(stream);
                 Link::Server(Box::new(StreamOwned::new(connection, socket)))
             }
         })
@@ -344,10 +401,7 @@ impl Link {
             Some((config, name)) => {
                 let connection = ClientConnection::new(Arc::clone(config), name.clone())
                     .map_err(io::Error::other)?;
-                let socket = TimedSocket {
-                    stream,
-                    deadline: None,
-                };
+                let socket = TimedSocket::new(stream);
                 Link::Client(Box::new(StreamOwned::new(connection, socket)))
             }
         })
@@ -355,18 +409,48 @@ impl Link {
 
     fn timed(&mut self) -> &mut TimedSocket {
         match self {
-            Link::Plain(socket) => socket,
+            Link::Plain(reader) => reader.get_mut(),
             Link::Server(tls) => &mut tls.sock,
             Link::Client(tls) => &mut tls.sock,
         }
     }
 
-    /// The TCP socket underneath, for timeouts, peeking and shutting down.
+    /// Sets the socket's read timeout for reads outside a [`Deadline`] (waiting for the next
+    /// request), with no system call when it is already set.
+    ///
+    /// # Errors
+    /// As `TcpStream::set_read_timeout`.
+    pub fn set_idle_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.timed().set_idle_read_timeout(timeout)
+    }
+
+    /// The TCP socket underneath, for peeking and shutting down. Its timeouts are set through
+    /// the link, which keeps track of them.
     pub fn socket(&self) -> &TcpStream {
         match self {
-            Link::Plain(socket) => &socket.stream,
+            Link::Plain(reader) => &reader.get_ref().stream,
             Link::Server(tls) => &tls.sock.stream,
             Link::Client(tls) => &tls.sock.stream,
+        }
+    }
+
+    /// Waits, under the idle read timeout, for the next bytes to arrive: `Ok(0)` when the peer
+    /// closed, a `WouldBlock` or `TimedOut` error when the timeout passed first. In the clear
+    /// the bytes are read into the link's buffer (one system call, which usually brings the
+    /// whole next frame); over TLS they are peeked at, unless decrypted bytes are waiting.
+    ///
+    /// # Errors
+    /// As the read or peek.
+    pub fn wait_for_bytes(&mut self) -> io::Result<usize> {
+        match self {
+            Link::Plain(reader) => reader.fill_buf().map(<[u8]>::len),
+            tls => {
+                if tls.buffered() {
+                    Ok(1)
+                } else {
+                    tls.socket().peek(&mut [0u8])
+                }
+            }
         }
     }
 
@@ -379,11 +463,12 @@ impl Link {
         }
     }
 
-    /// Whether decrypted bytes are waiting, which a read returns without the socket: a peer
-    /// may send two frames in one TLS record, and the socket then shows nothing for the second.
+    /// Whether received bytes are waiting, which a read returns without the socket: in the
+    /// link's buffer, or decrypted by TLS (a peer may send two frames in one TLS record, and the
+    /// socket then shows nothing for the second).
     pub fn buffered(&mut self) -> bool {
         let state = match self {
-            Link::Plain(_) => return false,
+            Link::Plain(reader) => return !reader.buffer().is_empty(),
             Link::Server(tls) => tls.conn.process_new_packets(),
             Link::Client(tls) => tls.conn.process_new_packets(),
         };
@@ -394,7 +479,7 @@ impl Link {
 impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(socket) => socket.read(buf),
+            Link::Plain(reader) => reader.read(buf),
             Link::Server(tls) => tls.read(buf),
             Link::Client(tls) => tls.read(buf),
         }
@@ -407,7 +492,7 @@ impl Write for Link {
     // reads).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Link::Plain(socket) => socket.write(buf),
+            Link::Plain(reader) => reader.get_mut().write(buf),
             Link::Server(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
             Link::Client(tls) => tls.write(buf).and_then(|n| tls.flush().map(|()| n)),
         }
@@ -415,7 +500,7 @@ impl Write for Link {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Link::Plain(socket) => socket.flush(),
+            Link::Plain(reader) => reader.get_mut().flush(),
             Link::Server(tls) => tls.flush(),
             Link::Client(tls) => tls.flush(),
         }

@@ -413,15 +413,9 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
     let mut last_request = accepted;
     let mut handshake = Handshake::Start;
     loop {
-        // Wait for the first byte of the next request with the short tick timeout, so the stop
-        // flag and the idle clock are looked at while nothing happens. (Bytes TLS already
-        // decrypted are a request arriving, whatever the socket shows.)
-        let peeked = if link.buffered() {
-            Ok(1)
-        } else {
-            link.socket().peek(&mut [0u8])
-        };
-        match peeked {
+        // Wait for the first bytes of the next request with the short tick timeout, so the stop
+        // flag and the idle clock are looked at while nothing happens.
+        match link.wait_for_bytes() {
             Ok(0) => return,
             Ok(_) => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -539,7 +533,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
             return;
         }
         last_request = Instant::now();
-        if link.socket().set_read_timeout(Some(TICK)).is_err() {
+        if link.set_idle_read_timeout(TICK).is_err() {
             return;
         }
     }
