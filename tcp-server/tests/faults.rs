@@ -32,23 +32,33 @@ fn relay(listener: TcpListener, upstream: SocketAddr) {
     });
 }
 
-/// The database server's address in a postgres:// URL (`host:port` after the `@`).
-fn database_addr(url: &str) -> SocketAddr {
-    let host_port = url.split('@').nth(1).unwrap().split('/').next().unwrap();
-    host_port
+/// The test database's URL over TCP, and the server's address in it. scripts/postgres's URL
+/// names the cluster's unix socket directory (a percent-encoded host) and its port; the cluster
+/// also listens on 127.0.0.1 at that port, which a relay can stand in front of.
+fn over_tcp(url: &str) -> (String, SocketAddr) {
+    let (head, rest) = url.split_once('@').expect("a user in the test URL");
+    let (host_port, tail) = rest.split_once('/').expect("a database in the test URL");
+    let (host, port) = host_port.rsplit_once(':').expect("a port in the test URL");
+    let host = if host.to_ascii_lowercase().starts_with("%2f") {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let addr = format!("{host}:{port}")
         .parse()
-        .expect("the test URL names an IP address and port")
+        .expect("the test URL names an IP address or a socket directory, and a port");
+    (format!("{head}@{addr}/{tail}"), addr)
 }
 
 #[test]
 fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up() {
-    let real = database_url();
+    let (real, real_addr) = over_tcp(&database_url());
     // A free port that nothing listens on yet: the database is "down".
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let via_relay = real.replacen(&database_addr(&real).to_string(), &port.to_string(), 1);
+    let via_relay = real.replacen(&real_addr.to_string(), &port.to_string(), 1);
     let server = TestServer::start_with(4, context_for(&via_relay, FAST, Duration::from_secs(60)));
     let mut client = server.client();
 
@@ -77,7 +87,7 @@ fn a_server_started_without_its_database_is_not_ready_and_serves_once_it_is_up()
     );
 
     // The database comes up: the same server, same connection, serves without a restart.
-    relay(TcpListener::bind(port).unwrap(), database_addr(&real));
+    relay(TcpListener::bind(port).unwrap(), real_addr);
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.call(Request::Ping(proto::Ping)) != Response::Ping(()) {
         assert!(Instant::now() < deadline, "never became ready");
