@@ -20,8 +20,9 @@ use loadtest::Report;
 use loadtest::scenario::Step;
 use serde_json::json;
 
-use crate::bench::{parse_seconds, start_fresh, wait_ready};
+use crate::bench::{ensure_tool, parse_seconds, start_fresh, wait_ready};
 use crate::load::{Load, Spec, grouped};
+use crate::perf::{self, Counts};
 use crate::stack::{self, Binaries, Process, Profile, say};
 
 /// The command line (documented on `Command` in main.rs, which clap shows).
@@ -50,6 +51,10 @@ pub struct Args {
     /// clear.
     #[arg(long)]
     new_tls: bool,
+    /// This tree's tcp-server reaches the same database through this URL instead (for example
+    /// over TCP while the base uses scripts/postgres's unix socket): the cost of a transport.
+    #[arg(long)]
+    new_database_url: Option<String>,
     /// Where the table, the JSON and the logs go (relative to the workspace's root).
     #[arg(long, default_value = "target/ab")]
     out: PathBuf,
@@ -64,6 +69,9 @@ struct Sample {
     /// CPU per request, microseconds.
     tcp_us: f64,
     http_us: f64,
+    /// Context switches and system calls per request.
+    tcp_events: Counts,
+    http_events: Counts,
 }
 
 /// The two stacks of a round: index 0 is the base, 1 this tree.
@@ -74,6 +82,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;
     stack::raise_open_files_limit();
+    ensure_tool("perf", "linux-perf")?;
     let new = stack::build_servers(Profile::Release)?;
     let (base_commit, base) = build_base(&args.base, &out)?;
     let ports = |stack: u16| [7070 + stack, 9070 + stack, 8080 + stack, 9080 + stack];
@@ -108,7 +117,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let samples = run_round(
             round,
             [&base, &new],
-            &database_url,
+            [
+                &database_url,
+                args.new_database_url.as_deref().unwrap_or(&database_url),
+            ],
             &spec,
             &out,
             [ports(1), ports(0)],
@@ -137,6 +149,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "base": args.base,
         "base_commit": base_commit,
         "new_tls": args.new_tls,
+        "new_database_url": args.new_database_url,
         "scenario": args.scenario.name(),
         "connections_each": half,
         "seconds": args.duration.as_secs(),
@@ -147,6 +160,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "p99_ms": s.p99_ms,
                 "tcp_server_cpu_us_per_request": s.tcp_us,
                 "http_server_cpu_us_per_request": s.http_us,
+                "tcp_server_context_switches_per_request": s.tcp_events.context_switches,
+                "http_server_context_switches_per_request": s.http_events.context_switches,
+                "tcp_server_syscalls_per_request": s.tcp_events.syscalls,
+                "http_server_syscalls_per_request": s.http_events.syscalls,
             }))).collect::<serde_json::Map<_, _>>()
         }).collect::<Vec<_>>(),
     });
@@ -238,7 +255,7 @@ pub(crate) fn short(commit: &str) -> &str {
 fn run_round(
     round: u32,
     binaries: [&Binaries; 2],
-    database_url: &str,
+    database_urls: [&str; 2],
     spec: &Spec,
     out: &Path,
     ports: [[u16; 4]; 2],
@@ -266,7 +283,7 @@ fn run_round(
             .args(["--register-global-rate", "1000000"])
             .args(["--register-global-burst", "1000000"])
             .args(tls(index, "tcp-server"))
-            .env("DATABASE_URL", database_url);
+            .env("DATABASE_URL", database_urls[index]);
         let tcp_server = start_fresh(&format!("{label}-tcp-server"), command, out)?;
         let mut command = Command::new(&binaries.http_server);
         command
@@ -294,11 +311,28 @@ fn run_round(
     }
     // CPU over the measured window only: from the end of the warm-up to just before the end.
     thread::sleep(spec.warmup + Duration::from_millis(300));
+    let planned = spec.duration.saturating_sub(Duration::from_millis(600));
+    let counting = servers
+        .iter()
+        .enumerate()
+        .map(|(index, (tcp, http))| {
+            let file =
+                |tier: &str| out.join(format!("perf-{}-{tier}-{}.txt", LABELS[index], round + 1));
+            Ok((
+                perf::start(tcp.pid(), planned, &file("tcp"))?,
+                perf::start(http.pid(), planned, &file("http"))?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let before = cpu_ticks(&servers)?;
     let started = Instant::now();
-    thread::sleep(spec.duration.saturating_sub(Duration::from_millis(600)));
+    thread::sleep(planned);
     let after = cpu_ticks(&servers)?;
     let window = started.elapsed().as_secs_f64();
+    let mut events = Vec::new();
+    for (tcp, http) in counting {
+        events.push((tcp.finish()?, http.finish()?));
+    }
     let mut samples = [None, None];
     for (index, load) in loads.into_iter().enumerate() {
         let report: Report = load.expect("started above").report()?;
@@ -310,6 +344,13 @@ fn run_round(
             p99_ms: report.latency_ms.p99,
             tcp_us: per_request(after[index].0 - before[index].0),
             http_us: per_request(after[index].1 - before[index].1),
+            // perf's window is the planned one, not the slightly longer measured one.
+            tcp_events: events[index]
+                .0
+                .per(report.throughput * planned.as_secs_f64()),
+            http_events: events[index]
+                .1
+                .per(report.throughput * planned.as_secs_f64()),
         });
     }
     for (mut tcp, mut http) in servers {
@@ -418,16 +459,21 @@ fn render(args: &Args, base_commit: &str, rounds: &[[Sample; 2]]) -> String {
         grouped(args.users),
     );
     table.push_str(
-        "| | requests/s (median) | CPU per request, tcp-server + http-server (us) | p99 (ms) | \
-         errors |\n|---|---|---|---|---|\n",
+        "| | requests/s (median) | CPU per request, tcp-server + http-server (us) | context \
+         switches per request, tcp + http | system calls per request, tcp + http | p99 (ms) | \
+         errors |\n|---|---|---|---|---|---|---|\n",
     );
     for (index, label) in LABELS.iter().enumerate() {
         let _ = writeln!(
             table,
-            "| {label} | {:.0} | {:.0} + {:.0} | {:.1} | {} |",
+            "| {label} | {:.0} | {:.0} + {:.0} | {:.1} + {:.1} | {:.1} + {:.1} | {:.1} | {} |",
             of(index, |s| s.throughput),
             of(index, |s| s.tcp_us),
             of(index, |s| s.http_us),
+            of(index, |s| s.tcp_events.context_switches),
+            of(index, |s| s.http_events.context_switches),
+            of(index, |s| s.tcp_events.syscalls),
+            of(index, |s| s.http_events.syscalls),
             of(index, |s| s.p99_ms),
             errors(index),
         );

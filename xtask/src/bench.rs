@@ -37,6 +37,7 @@ use serde_json::json;
 
 use crate::http::{Call, Outcome};
 use crate::load::{Spec, grouped};
+use crate::perf::{self, Counts};
 use crate::stack::{self, Process, Profile, Stop, say};
 
 /// The command line (documented on `Command` in main.rs, which clap shows).
@@ -112,6 +113,9 @@ struct Runs {
     login_random: Report,
     login_fixed: Report,
     login_open: Report,
+    /// login-random open loop at fractions of login-random's closed-loop throughput, slowest
+    /// first: (rate asked, report).
+    open_sweep: Vec<(f64, Report)>,
     profile: Report,
     register: Report,
     change_password: Report,
@@ -147,6 +151,11 @@ struct Results {
     rss_kib: (u64, u64),
     /// Peak threads, sampled each second: tcp-server, http-server.
     threads: (u64, u64),
+    /// Context switches and system calls per login during login-random: tcp-server,
+    /// http-server.
+    per_login: (Counts, Counts),
+    /// How the servers (and pgbench) reach PostgreSQL: "unix socket" or "TCP".
+    transport: &'static str,
     verify: VerifyTimes,
     handshakes: Handshakes,
     runs: Runs,
@@ -156,7 +165,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let out = stack::root().join(&args.out);
     let ports = Ports::from_env()?;
     stack::raise_open_files_limit();
-    ensure_wrk()?;
+    ensure_tool("wrk", "wrk")?;
+    ensure_tool("perf", "linux-perf")?;
     let pgbench = find_pgbench()?;
     let binaries = stack::build_servers(Profile::Release)?;
     let clear_base = match args.clear_link_base.as_str() {
@@ -233,8 +243,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let peaks = ThreadPeaks::start(tcp.pid(), http.pid());
 
     let short = args.short.as_secs();
+    let transport = transport(&database_url);
     say(&format!(
-        "pgbench: the login lookup, prepared, 64 clients over TCP, {short} s"
+        "pgbench: the login lookup, prepared, 64 clients over the servers' transport \
+         ({transport}), {short} s"
     ));
     let lookup = out.join("lookup.sql");
     fs::write(
@@ -285,7 +297,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     let hellos = || hellos(ports.tcp_admin);
     let before = hellos()?;
-    let login_random = measure("login-random", spec(Step::LoginRandom, args.duration))?;
+    let login_spec = spec(Step::LoginRandom, args.duration);
+    // Counted over the measured window but its last second, so that no count runs past the
+    // load.
+    let window = login_spec.duration.saturating_sub(Duration::from_secs(1));
+    let (login_random, counts) = thread::scope(|scope| {
+        let counting = scope.spawn(|| -> anyhow::Result<(Counts, Counts)> {
+            thread::sleep(login_spec.warmup + Duration::from_millis(500));
+            let tcp_count = perf::start(tcp.pid(), window, &out.join("perf-stat-tcp-server.txt"))?;
+            let http_count =
+                perf::start(http.pid(), window, &out.join("perf-stat-http-server.txt"))?;
+            Ok((tcp_count.finish()?, http_count.finish()?))
+        });
+        let report = measure("login-random", login_spec.clone());
+        let counts = counting.join().expect("the perf thread does not panic");
+        (report, counts)
+    });
+    let login_random = login_random?;
+    let (tcp_counts, http_counts) = counts?;
+    let logins = login_random.throughput * window.as_secs_f64();
+    let per_login = (tcp_counts.per(logins), http_counts.per(logins));
     let plain_handshakes = hellos()? - before;
     let login_fixed = measure("login-fixed", spec(Step::LoginFixed, args.duration))?;
     let login_open = measure(
@@ -295,6 +326,41 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             ..spec(Step::LoginRandom, args.duration)
         },
     )?;
+    // The tail goal: the highest open-loop rate whose p99 stays under 10 ms, as a fraction of
+    // the closed-loop maximum just measured.
+    let mut open_sweep = Vec::new();
+    for percent in SWEEP_PERCENTS {
+        let rate = (login_random.throughput * f64::from(percent) / 100.0).round();
+        let report = measure(
+            &format!("login-open-{percent}"),
+            Spec {
+                rate: Some(rate),
+                ..spec(Step::LoginRandom, args.short)
+            },
+        )?;
+        open_sweep.push((rate, report));
+    }
+    let curve = out.join("login-open-curve.svg");
+    plot_sweep(&open_sweep, login_random.throughput, &curve)
+        .with_context(|| format!("drawing {}", curve.display()))?;
+    // Where each server's time goes during login-random: perf's call-graph samples, as a
+    // report per server beside the table. Not counted in any row.
+    say("profiling both servers during login-random (perf record)");
+    let profile_spec = spec(Step::LoginRandom, args.short);
+    let profiled = thread::scope(|scope| {
+        let recording = scope.spawn(|| -> anyhow::Result<()> {
+            thread::sleep(profile_spec.warmup + Duration::from_millis(500));
+            let window = profile_spec.duration.saturating_sub(Duration::from_secs(1));
+            let tcp_record = perf::record(tcp.pid(), window, &out.join("perf-tcp-server.data"))?;
+            let http_record = perf::record(http.pid(), window, &out.join("perf-http-server.data"))?;
+            tcp_record.finish(&out.join("profile-tcp-server.txt"))?;
+            http_record.finish(&out.join("profile-http-server.txt"))
+        });
+        let report = measure("login-random-profiled", profile_spec.clone());
+        let recorded = recording.join().expect("the perf thread does not panic");
+        report.and(recorded)
+    });
+    profiled?;
     let profile = measure("profile", spec(Step::Profile, args.short))?;
     let register = measure(
         "register",
@@ -397,6 +463,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         login_random,
         login_fixed,
         login_open,
+        open_sweep,
         profile,
         register,
         change_password,
@@ -414,6 +481,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         wrk_rps,
         rss_kib,
         threads,
+        per_login,
+        transport,
         verify,
         handshakes,
         runs,
@@ -430,6 +499,108 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         out.display()
     ));
     Ok(())
+}
+
+/// The open-loop sweep's rates, in percent of login-random's closed-loop throughput.
+const SWEEP_PERCENTS: [u32; 5] = [50, 60, 70, 80, 90];
+
+/// The tail goal's bound on p99.
+const TAIL_P99_MS: f64 = 10.0;
+
+/// The highest rate of the sweep whose p99 stayed under [`TAIL_P99_MS`] with no errors, if any.
+fn highest_under_bound(sweep: &[(f64, Report)]) -> Option<&(f64, Report)> {
+    sweep
+        .iter()
+        .filter(|(_, report)| report.latency_ms.p99 < TAIL_P99_MS && report.errors == 0)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+/// How a database URL reaches PostgreSQL: a host that is a directory (percent-encoded in the
+/// URL's host, or a `host=` parameter) is its unix socket.
+fn transport(url: &str) -> &'static str {
+    let host = url
+        .split_once('@')
+        .map_or(url, |(_, rest)| rest)
+        .to_ascii_lowercase();
+    if host.starts_with("%2f") || host.contains("host=/") || host.contains("host=%2f") {
+        "unix socket"
+    } else {
+        "TCP"
+    }
+}
+
+/// The sweep as a picture: p50, p99 and p99.9 against the rate asked, on a log scale, with
+/// the 10 ms bound and the closed-loop maximum drawn in.
+fn plot_sweep(sweep: &[(f64, Report)], closed_loop: f64, path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let top = sweep
+            .iter()
+            .map(|(_, r)| r.latency_ms.p999)
+            .fold(TAIL_P99_MS * 2.0, f64::max)
+            * 1.5;
+        let right = closed_loop * 1.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "login-random, open loop: latency from the intended send time",
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..right, (0.05f64..top).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("logins/s asked")
+            .y_desc("latency (ms, log scale)")
+            .draw()?;
+        type Line = (&'static str, RGBColor, fn(&Report) -> f64);
+        let lines: [Line; 3] = [
+            ("p50", GREEN, |r| r.latency_ms.p50),
+            ("p99", MAGENTA, |r| r.latency_ms.p99),
+            ("p99.9", RED, |r| r.latency_ms.p999),
+        ];
+        for (label, color, value) in lines {
+            let points: Vec<(f64, f64)> = sweep
+                .iter()
+                .map(|(rate, report)| (*rate, value(report).max(0.05)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), &color))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, TAIL_P99_MS), (right, TAIL_P99_MS)],
+                BLACK.stroke_width(1),
+            ))?
+            .label("10 ms")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        chart
+            .draw_series(LineSeries::new(
+                [(closed_loop, 0.05), (closed_loop, top)],
+                BLUE.stroke_width(1),
+            ))?
+            .label("closed-loop maximum")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|error| anyhow::anyhow!("{error}"))
 }
 
 /// Tier handshakes tcp-server has answered (its count of `Hello` requests), from its admin
@@ -643,9 +814,10 @@ fn on_path(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Installs wrk with apt-get when missing: as root, or through passwordless sudo.
-fn ensure_wrk() -> anyhow::Result<()> {
-    if on_path("wrk").is_some() {
+/// Installs `program` from the Debian package `package` with apt-get when missing: as root,
+/// or through passwordless sudo.
+pub(crate) fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
+    if on_path(program).is_some() {
         return Ok(());
     }
     let root = fs::metadata("/proc/self")
@@ -658,10 +830,10 @@ fn ensure_wrk() -> anyhow::Result<()> {
             .status()
             .is_ok_and(|s| s.success());
     if !root && !sudo {
-        bail!("wrk is missing; install it (apt-get install wrk) or run as root");
+        bail!("{program} is missing; install it (apt-get install {package}) or run as root");
     }
-    say("installing wrk (Debian package)");
-    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", "wrk"]] {
+    say(&format!("installing {program} (Debian package {package})"));
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", package]] {
         let mut command = if root {
             Command::new("apt-get")
         } else {
@@ -679,8 +851,8 @@ fn ensure_wrk() -> anyhow::Result<()> {
         ensure!(status.success(), "apt-get {} failed", args.join(" "));
     }
     ensure!(
-        on_path("wrk").is_some(),
-        "installed wrk, but it is not on the PATH"
+        on_path(program).is_some(),
+        "installed {package}, but {program} is not on the PATH"
     );
     Ok(())
 }
@@ -782,11 +954,12 @@ fn render(results: &Results) -> String {
         );
     };
     let tps = grouped(pgbench_tps.round() as u64);
+    let transport = results.transport;
     row(
         "login-random, closed loop",
         &runs.login_random,
         &format!(
-            "{:.2} of pgbench's {tps} tps for the same lookup",
+            "{:.2} of pgbench's {tps} tps for the same lookup, both over PostgreSQL's {transport}",
             runs.login_random.throughput / pgbench_tps
         ),
     );
@@ -812,6 +985,31 @@ fn render(results: &Results) -> String {
             runs.login_open.late_sends
         ),
     );
+    match highest_under_bound(&runs.open_sweep) {
+        Some((rate, report)) => row(
+            &format!("login-random, open loop: the highest rate with p99 under {TAIL_P99_MS} ms"),
+            report,
+            &format!(
+                "{:.2} of the closed-loop maximum ({} of {} asked); the sweep: {}",
+                rate / runs.login_random.throughput,
+                grouped(*rate as u64),
+                grouped(runs.login_random.throughput.round() as u64),
+                sweep_summary(&runs.open_sweep)
+            ),
+        ),
+        None => {
+            if let Some((rate, report)) = runs.open_sweep.first() {
+                row(
+                    &format!("login-random, open loop at {}/s", grouped(*rate as u64)),
+                    report,
+                    &format!(
+                        "no rate of the sweep kept p99 under {TAIL_P99_MS} ms; the sweep: {}",
+                        sweep_summary(&runs.open_sweep)
+                    ),
+                );
+            }
+        }
+    }
     row("profile (GET /api/v1/me), closed loop", &runs.profile, "");
     row(
         "register, closed loop",
@@ -878,16 +1076,42 @@ fn render(results: &Results) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let _ = write!(
         out,
-        "\npgbench (login lookup, prepared, 64 clients, TCP): {tps} tps.\n\
+        "\npgbench (login lookup, prepared, 64 clients, {transport}): {tps} tps.\n\
          Peak RSS: tcp-server {:.0} MiB + http-server {:.0} MiB = {:.0} MiB; peak threads: \
-         tcp-server {}, http-server {}.",
+         tcp-server {}, http-server {}.\n\
+         Per login during login-random (perf stat): tcp-server {:.1} context switches and {:.1} \
+         system calls, http-server {:.1} and {:.1}.",
         mib(tcp),
         mib(http),
         mib(tcp + http),
         results.threads.0,
-        results.threads.1
+        results.threads.1,
+        results.per_login.0.context_switches,
+        results.per_login.0.syscalls,
+        results.per_login.1.context_switches,
+        results.per_login.1.syscalls,
     );
     out
+}
+
+/// The sweep in one cell: each rate asked with its p99.
+fn sweep_summary(sweep: &[(f64, Report)]) -> String {
+    sweep
+        .iter()
+        .map(|(rate, report)| {
+            format!(
+                "{}/s p99 {:.1} ms{}",
+                grouped(*rate as u64),
+                report.latency_ms.p99,
+                if report.errors > 0 {
+                    format!(" ({} errors)", report.errors)
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// bench.json: the figures of the table and every run's full report.
@@ -900,6 +1124,21 @@ fn to_json(results: &Results) -> serde_json::Value {
         "peak_threads": {"tcp_server": results.threads.0, "http_server": results.threads.1},
         "users": results.users,
         "connections": results.connections,
+        "database_transport": results.transport,
+        "per_login": {
+            "tcp_server": {
+                "context_switches": results.per_login.0.context_switches,
+                "syscalls": results.per_login.0.syscalls,
+            },
+            "http_server": {
+                "context_switches": results.per_login.1.context_switches,
+                "syscalls": results.per_login.1.syscalls,
+            },
+        },
+        "open_loop_sweep": runs.open_sweep.iter().map(|(rate, report)| json!({
+            "rate": rate,
+            "report": report,
+        })).collect::<Vec<_>>(),
         "runs": {
             "health": runs.health,
             "login-random": runs.login_random,
@@ -989,6 +1228,20 @@ mod tests {
     }
 
     #[test]
+    fn a_url_naming_a_socket_directory_is_the_unix_socket() {
+        assert_eq!(
+            transport("postgres://u:p@%2Fwork%2Fmain%2F.data%2Fpostgres-socket:25432/db"),
+            "unix socket"
+        );
+        assert_eq!(
+            transport("postgresql:///db?user=u&host=/var/run/postgresql"),
+            "unix socket"
+        );
+        assert_eq!(transport("postgres://u:p@127.0.0.1:25432/db"), "TCP");
+        assert_eq!(transport("postgres://u:p@db.example/db?host=db2"), "TCP");
+    }
+
+    #[test]
     fn the_table_has_the_readmes_rows_and_figures() {
         let report = |throughput| fake_report(throughput, 0, &[("200", 100)]);
         let results = Results {
@@ -1005,6 +1258,17 @@ mod tests {
             wrk_rps: 73_892.1,
             rss_kib: (32 * 1024, 75 * 1024),
             threads: (262, 1025),
+            per_login: (
+                Counts {
+                    context_switches: 2.25,
+                    syscalls: 7.1,
+                },
+                Counts {
+                    context_switches: 2.3,
+                    syscalls: 6.24,
+                },
+            ),
+            transport: "unix socket",
             verify: VerifyTimes {
                 fast: 45e-6,
                 owasp: 24.2e-3,
@@ -1015,6 +1279,19 @@ mod tests {
                 login_random: report(13_315.2),
                 login_fixed: report(13_669.0),
                 login_open: report(3_000.0),
+                open_sweep: [
+                    (6_658.0, 3.1),
+                    (7_989.0, 4.5),
+                    (9_321.0, 9.9),
+                    (10_652.0, 31.0),
+                ]
+                .into_iter()
+                .map(|(rate, p99)| {
+                    let mut run = report(rate);
+                    run.latency_ms.p99 = p99;
+                    (rate, run)
+                })
+                .collect(),
                 profile: report(19_033.0),
                 register: report(7_819.0),
                 change_password: report(2_000.0),
@@ -1038,7 +1315,7 @@ mod tests {
         assert_eq!(
             lines[5],
             "| login-random, closed loop | 13,315 | 0 | 74.62 | 85.57 | 92.86 | 158.97 | 0.27 of \
-             pgbench's 48,948 tps for the same lookup |"
+             pgbench's 48,948 tps for the same lookup, both over PostgreSQL's unix socket |"
         );
         assert_eq!(
             lines[6],
@@ -1048,36 +1325,48 @@ mod tests {
         );
         assert!(lines[7].starts_with("| login-random, open loop at 3000/s | 3,000 |"));
         assert!(lines[7].ends_with("| 0 late sends; latency from the intended send time |"));
+        assert_eq!(
+            lines[8],
+            "| login-random, open loop: the highest rate with p99 under 10 ms | 9,321 | 0 | 74.62 \
+             | 9.90 | 92.86 | 158.97 | 0.70 of the closed-loop maximum (9,321 of 13,315 asked); \
+             the sweep: 6,658/s p99 3.1 ms, 7,989/s p99 4.5 ms, 9,321/s p99 9.9 ms, 10,652/s p99 \
+             31.0 ms |"
+        );
         assert!(
-            lines[10]
+            lines[11]
                 .starts_with("| change-password (PUT /api/v1/me/password), closed loop | 2,000 |")
         );
         assert_eq!(
-            lines[11],
+            lines[12],
             "| login-fixed (200 users), `--argon2 owasp`, closed loop | 75 | 900 | 74.62 | 85.57 \
              | 92.86 | 158.97 | 75 logins/s, 0.91 of the hash bound (83/s: 2 cores / 24.2 ms); \
              the rest 503 (900) once past the queue bounds (2 s for a worker, 1 s for a hash), 0 \
              time-outs; each 503's Retry-After waited out |"
         );
         assert_eq!(
-            lines[12],
+            lines[13],
             "| login-random, 370f808's servers: link in clear, no tier handshake | 14,000 | 0 | \
              74.62 | 85.57 | 92.86 | 158.97 | login-random above is 0.95 of it (this tree's \
              authenticated link; 370f808 differs in other changes too) |"
         );
-        assert!(lines[13].starts_with("| login-random, TLS tier link, closed loop | 12,650 |"));
-        assert!(lines[13].ends_with(
+        assert!(lines[14].starts_with("| login-random, TLS tier link, closed loop | 12,650 |"));
+        assert!(lines[14].ends_with(
             "| 0.95 of login-random's throughput over the authenticated link in clear; tier \
              handshakes: 16 (TLS) and 17 (clear), one per pooled socket |"
         ));
-        assert!(lines[14].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
-        assert_eq!(lines.len(), 18);
-        assert_eq!(
-            lines[16],
-            "pgbench (login lookup, prepared, 64 clients, TCP): 48,948 tps."
-        );
+        assert!(lines[15].ends_with("| wrk: 73,892 req/s; loadtest/wrk = 1.07 |"));
+        assert_eq!(lines.len(), 20);
         assert_eq!(
             lines[17],
+            "pgbench (login lookup, prepared, 64 clients, unix socket): 48,948 tps."
+        );
+        assert_eq!(
+            lines[19],
+            "Per login during login-random (perf stat): tcp-server 2.2 context switches and 7.1 \
+             system calls, http-server 2.3 and 6.2."
+        );
+        assert_eq!(
+            lines[18],
             "Peak RSS: tcp-server 32 MiB + http-server 75 MiB = 107 MiB; peak threads: \
              tcp-server 262, http-server 1025."
         );

@@ -9,6 +9,7 @@
 //! - `stack`: process plumbing both share: building, starting and stopping the servers by pid,
 //!   PostgreSQL through `scripts/postgres`, and the clean-up on exit, Ctrl-C or SIGTERM.
 //! - `load`: loadtest as a library, run in the background of a scenario.
+//! - `perf`: context switches and system calls of a server over a window (`perf stat`).
 //! - `http`: a small blocking HTTP/1.1 client with the control the scenarios need (source
 //!   address, one deadline, failures told apart).
 
@@ -17,6 +18,7 @@ mod bench;
 mod chaos;
 mod http;
 mod load;
+mod perf;
 mod stack;
 
 use std::ffi::OsString;
