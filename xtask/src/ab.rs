@@ -72,6 +72,9 @@ struct Sample {
     /// Context switches and system calls per request.
     tcp_events: Counts,
     http_events: Counts,
+    /// Peak RSS (VmHWM) at the end of the round, MiB.
+    tcp_mib: f64,
+    http_mib: f64,
 }
 
 /// The two stacks of a round: index 0 is the base, 1 this tree.
@@ -164,6 +167,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "http_server_context_switches_per_request": s.http_events.context_switches,
                 "tcp_server_syscalls_per_request": s.tcp_events.syscalls,
                 "http_server_syscalls_per_request": s.http_events.syscalls,
+                "tcp_server_peak_rss_mib": s.tcp_mib,
+                "http_server_peak_rss_mib": s.http_mib,
             }))).collect::<serde_json::Map<_, _>>()
         }).collect::<Vec<_>>(),
     });
@@ -334,6 +339,12 @@ fn run_round(
         events.push((tcp.finish()?, http.finish()?));
     }
     let mut samples = [None, None];
+    let peak_mib = |server: &Process| -> anyhow::Result<f64> {
+        let kib = server
+            .proc_status("VmHWM")
+            .with_context(|| format!("reading {}'s VmHWM", server.name()))?;
+        Ok(kib as f64 / 1024.0)
+    };
     for (index, load) in loads.into_iter().enumerate() {
         let report: Report = load.expect("started above").report()?;
         let requests = report.throughput * window;
@@ -351,6 +362,8 @@ fn run_round(
             http_events: events[index]
                 .1
                 .per(report.throughput * planned.as_secs_f64()),
+            tcp_mib: peak_mib(&servers[index].0)?,
+            http_mib: peak_mib(&servers[index].1)?,
         });
     }
     for (mut tcp, mut http) in servers {
@@ -460,13 +473,14 @@ fn render(args: &Args, base_commit: &str, rounds: &[[Sample; 2]]) -> String {
     );
     table.push_str(
         "| | requests/s (median) | CPU per request, tcp-server + http-server (us) | context \
-         switches per request, tcp + http | system calls per request, tcp + http | p99 (ms) | \
-         errors |\n|---|---|---|---|---|---|---|\n",
+         switches per request, tcp + http | system calls per request, tcp + http | peak RSS, \
+         tcp + http (MiB) | p99 (ms) | errors |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (index, label) in LABELS.iter().enumerate() {
         let _ = writeln!(
             table,
-            "| {label} | {:.0} | {:.0} + {:.0} | {:.1} + {:.1} | {:.1} + {:.1} | {:.1} | {} |",
+            "| {label} | {:.0} | {:.0} + {:.0} | {:.1} + {:.1} | {:.1} + {:.1} | {:.0} + {:.0} | \
+             {:.1} | {} |",
             of(index, |s| s.throughput),
             of(index, |s| s.tcp_us),
             of(index, |s| s.http_us),
@@ -474,6 +488,8 @@ fn render(args: &Args, base_commit: &str, rounds: &[[Sample; 2]]) -> String {
             of(index, |s| s.http_events.context_switches),
             of(index, |s| s.tcp_events.syscalls),
             of(index, |s| s.http_events.syscalls),
+            of(index, |s| s.tcp_mib),
+            of(index, |s| s.http_mib),
             of(index, |s| s.p99_ms),
             errors(index),
         );
