@@ -11,12 +11,6 @@ use http_server::{
 use humantime::Duration;
 use service::link;
 
-/// mimalloc instead of glibc's malloc: every request allocates and frees small buffers on one of
-/// a thousand threads, which glibc serves from contended arenas (README.md, Performance, has the
-/// side-by-side measurement).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The gatehouse client-facing tier: the public JSON API (API v1) over HTTP/1.1, reaching
 /// tcp-server through pooled connections that speak the gatehouse binary protocol.
 ///

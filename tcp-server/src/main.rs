@@ -24,12 +24,6 @@ use tcp_server::server::{self, Listeners, ServerConfig};
 use tcp_server::settings::{self, Settings};
 use tcp_server::throttle::ThrottleConfig;
 
-/// mimalloc instead of glibc's malloc: every request allocates and frees small buffers on one of
-/// a thousand threads, which glibc serves from contended arenas (README.md, Performance, has the
-/// side-by-side measurement).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The gatehouse business-logic tier: accounts, passwords, sessions and profiles on PostgreSQL,
 /// served to http-server over the gatehouse binary protocol.
 #[derive(Debug, Parser)]
