@@ -146,6 +146,8 @@ struct Results {
     connections: u32,
     rate: u32,
     pgbench_tps: f64,
+    /// pgbench over loopback TCP too, when the servers use the unix socket.
+    pgbench_tcp_tps: Option<f64>,
     wrk_rps: f64,
     /// Peak RSS (VmHWM), KiB: tcp-server, http-server.
     rss_kib: (u64, u64),
@@ -253,20 +255,32 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         &lookup,
         pgbench_script(tcp_server::ops::LOGIN_LOOKUP, args.users)?,
     )?;
-    let mut command = Command::new(&pgbench);
-    command
-        .args(["-n", "-M", "prepared", "-c", "64", "-j", "2"])
-        .args(["-T", &short.to_string()])
-        .arg("-f")
-        .arg(&lookup)
-        .arg(&database_url);
-    let (status, text) = run_logged("pgbench", command, &out)?;
-    ensure!(
-        status.is_some_and(|s| s.success()),
-        "pgbench failed: {}",
-        tail(&text, 3)
-    );
-    let pgbench_tps = pgbench_tps(&text).context("no `tps = ` line in pgbench's output")?;
+    let run_pgbench = |name: &str, url: &str| -> anyhow::Result<f64> {
+        let mut command = Command::new(&pgbench);
+        command
+            .args(["-n", "-M", "prepared", "-c", "64", "-j", "2"])
+            .args(["-T", &short.to_string()])
+            .arg("-f")
+            .arg(&lookup)
+            .arg(url);
+        let (status, text) = run_logged(name, command, &out)?;
+        ensure!(
+            status.is_some_and(|s| s.success()),
+            "{name} failed: {}",
+            tail(&text, 3)
+        );
+        pgbench_tps(&text).with_context(|| format!("no `tps = ` line in {name}'s output"))
+    };
+    let pgbench_tps = run_pgbench("pgbench", &database_url)?;
+    // Over the socket, also over loopback TCP (the cluster listens on both): the ratio the
+    // earlier tables gave, and how much the transport moves PostgreSQL's own rate.
+    let pgbench_tcp_tps = match over_tcp(&database_url) {
+        Some(url) if transport == "unix socket" => {
+            say(&format!("pgbench: the same over loopback TCP, {short} s"));
+            Some(run_pgbench("pgbench-tcp", &url)?)
+        }
+        _ => None,
+    };
 
     let url = format!("http://127.0.0.1:{}", ports.http);
     say(&format!(
@@ -478,6 +492,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         connections: args.connections,
         rate: args.rate,
         pgbench_tps,
+        pgbench_tcp_tps,
         wrk_rps,
         rss_kib,
         threads,
@@ -527,6 +542,17 @@ fn transport(url: &str) -> &'static str {
     } else {
         "TCP"
     }
+}
+
+/// A unix-socket URL of scripts/postgres (`user:password@%2Fsocket%2Fdir:port/db`) as the
+/// same cluster over loopback TCP, which it also listens on; `None` for any other URL.
+fn over_tcp(url: &str) -> Option<String> {
+    let (head, rest) = url.split_once('@')?;
+    let (host_port, tail) = rest.split_once('/')?;
+    let (host, port) = host_port.rsplit_once(':')?;
+    host.to_ascii_lowercase()
+        .starts_with("%2f")
+        .then(|| format!("{head}@127.0.0.1:{port}/{tail}"))
 }
 
 /// The sweep as a picture: p50, p99 and p99.9 against the rate asked, on a log scale, with
@@ -959,8 +985,13 @@ fn render(results: &Results) -> String {
         "login-random, closed loop",
         &runs.login_random,
         &format!(
-            "{:.2} of pgbench's {tps} tps for the same lookup, both over PostgreSQL's {transport}",
-            runs.login_random.throughput / pgbench_tps
+            "{:.2} of pgbench's {tps} tps for the same lookup, both over PostgreSQL's {transport}{}",
+            runs.login_random.throughput / pgbench_tps,
+            results.pgbench_tcp_tps.map_or(String::new(), |tcp| format!(
+                " ({:.2} of its {} tps over loopback TCP)",
+                runs.login_random.throughput / tcp,
+                grouped(tcp.round() as u64)
+            ))
         ),
     );
     let cores = m.cores as f64;
@@ -1076,11 +1107,15 @@ fn render(results: &Results) -> String {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let _ = write!(
         out,
-        "\npgbench (login lookup, prepared, 64 clients, {transport}): {tps} tps.\n\
+        "\npgbench (login lookup, prepared, 64 clients, {transport}): {tps} tps{}.\n\
          Peak RSS: tcp-server {:.0} MiB + http-server {:.0} MiB = {:.0} MiB; peak threads: \
          tcp-server {}, http-server {}.\n\
          Per login during login-random (perf stat): tcp-server {:.1} context switches and {:.1} \
          system calls, http-server {:.1} and {:.1}.",
+        results.pgbench_tcp_tps.map_or(String::new(), |tcp| format!(
+            "; over loopback TCP: {} tps",
+            grouped(tcp.round() as u64)
+        )),
         mib(tcp),
         mib(http),
         mib(tcp + http),
@@ -1119,6 +1154,7 @@ fn to_json(results: &Results) -> serde_json::Value {
     let runs = &results.runs;
     json!({
         "pgbench_tps": results.pgbench_tps,
+        "pgbench_tcp_tps": results.pgbench_tcp_tps,
         "wrk_rps": results.wrk_rps,
         "peak_rss_kib": {"tcp_server": results.rss_kib.0, "http_server": results.rss_kib.1},
         "peak_threads": {"tcp_server": results.threads.0, "http_server": results.threads.1},
@@ -1239,6 +1275,11 @@ mod tests {
         );
         assert_eq!(transport("postgres://u:p@127.0.0.1:25432/db"), "TCP");
         assert_eq!(transport("postgres://u:p@db.example/db?host=db2"), "TCP");
+        assert_eq!(
+            over_tcp("postgres://u:p@%2Fwork%2Fmain%2F.data%2Fpostgres-socket:25432/db").as_deref(),
+            Some("postgres://u:p@127.0.0.1:25432/db")
+        );
+        assert_eq!(over_tcp("postgres://u:p@127.0.0.1:25432/db"), None);
     }
 
     #[test]
@@ -1255,6 +1296,7 @@ mod tests {
             connections: 1000,
             rate: 3000,
             pgbench_tps: 48_948.4,
+            pgbench_tcp_tps: Some(24_474.2),
             wrk_rps: 73_892.1,
             rss_kib: (32 * 1024, 75 * 1024),
             threads: (262, 1025),
@@ -1315,7 +1357,8 @@ mod tests {
         assert_eq!(
             lines[5],
             "| login-random, closed loop | 13,315 | 0 | 74.62 | 85.57 | 92.86 | 158.97 | 0.27 of \
-             pgbench's 48,948 tps for the same lookup, both over PostgreSQL's unix socket |"
+             pgbench's 48,948 tps for the same lookup, both over PostgreSQL's unix socket (0.54 \
+             of its 24,474 tps over loopback TCP) |"
         );
         assert_eq!(
             lines[6],
@@ -1358,7 +1401,8 @@ mod tests {
         assert_eq!(lines.len(), 20);
         assert_eq!(
             lines[17],
-            "pgbench (login lookup, prepared, 64 clients, unix socket): 48,948 tps."
+            "pgbench (login lookup, prepared, 64 clients, unix socket): 48,948 tps; over loopback \
+             TCP: 24,474 tps."
         );
         assert_eq!(
             lines[19],
