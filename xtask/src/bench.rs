@@ -2,24 +2,27 @@
 //! PostgreSQL, seeds the users (skipped when already there), starts tcp-server and http-server
 //! (release), and measures, side by side:
 //! 1. the database ceiling: pgbench running tcp-server's own login lookup
-//!    (`tcp_server::ops::LOGIN_LOOKUP`);
+//!    (`tcp_server::ops::LOGIN_LOOKUP`) over the servers' transport (the scripts' unix
+//!    socket), and over loopback TCP too;
 //! 2. client efficiency: loadtest against wrk on GET /healthz, same connections and time;
-//! 3. login-random and login-fixed, closed loop;
-//! 4. login-random, open loop at `--rate`;
+//! 3. login-random and login-fixed, closed loop, with each server's context switches and
+//!    system calls per login during login-random (`perf stat`);
+//! 4. login-random, open loop at `--rate`, then a sweep at 50-90% of login-random's throughput
+//!    (the highest rate whose p99 stays under 10 ms, and the curve as an SVG), and a `perf`
+//!    profile of each server during one more login-random run;
 //! 5. profile, register and change-password, closed loop;
 //! 6. login-fixed again with tcp-server restarted at `--argon2 owasp`, against the bound the hash
 //!    itself sets (cores / verify time, the verify time measured here in this run);
-//! 7. the tier link three ways, login-random each: the run of 3 (authenticated, in clear); the
-//!    servers of `--clear-link-base` (the last revision before the tier handshake, built as
-//!    `cargo xtask ab` builds a base), whose link had no handshake; and both servers restarted
-//!    with `--tier-tls` (certificates from scripts/tier-ca), with the tier handshakes each
-//!    needed (tcp-server's count of `Hello`);
+//! 7. the tier link: login-random with both servers restarted with `--tier-tls` (certificates
+//!    from scripts/tier-ca), with the tier handshakes each needed (tcp-server's count of
+//!    `Hello`), and, with `--clear-link-base`, that revision's servers;
 //! 8. peak RSS and threads of both servers.
 //!
 //! It writes a markdown table (bench.md) and everything as JSON (bench.json, with one loadtest
 //! report per run, and each run's JSON and SVG beside it) under `--out`, prints the table, and
-//! stops what it started. Needs wrk (installed with apt-get when missing, as root or through
-//! passwordless sudo) and pgbench (it comes with the server package scripts/postgres installs).
+//! stops what it started. Needs wrk and perf (each installed with apt-get when missing, as root
+//! or through passwordless sudo) and pgbench (it comes with the server package scripts/postgres
+//! installs).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -58,10 +61,10 @@ pub struct Args {
     /// Logins a second of the open-loop run.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
-    /// The revision whose servers give the "link in clear, no handshake" row: by default
-    /// 370f808, the last before the tier handshake (it differs from this tree in other
-    /// changes too; `cargo xtask ab --base` measures a pair side by side). `none` skips it.
-    #[arg(long, default_value = "370f808")]
+    /// A revision whose servers give a "link in clear, no handshake" row, for example 370f808,
+    /// the last before the tier handshake (it differs from this tree in other changes too;
+    /// `cargo xtask ab --base` measures a pair side by side). `none`, the default, skips it.
+    #[arg(long, default_value = "none")]
     clear_link_base: String,
     /// Where the table, the JSON and each run's files go (relative to the workspace's root).
     #[arg(long, default_value = "target/bench")]
