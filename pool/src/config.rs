@@ -211,7 +211,9 @@ impl<M: Manager> Builder<M> {
     /// this long; past it, the connection goes straight into the longest waiter's hands and no
     /// newcomer can take it. Barging spares a context switch per checkout when threads
     /// outnumber cores (the thread that returned a connection usually asks again at once, while
-    /// a waiter would first have to be scheduled); the bound keeps the longest wait near it.
+    /// a waiter would first have to be scheduled). Fair handoffs happen at most once per bound,
+    /// so a waiter with k others ahead of it past the bound waits about k bounds (or k holding
+    /// times, if longer) more; pool/README.md measures the longest waits.
     /// `Duration::ZERO` is strict FIFO handoff; `Duration::MAX` is unbounded barging.
     ///
     /// Defaults to [`DEFAULT_FAIR_AFTER`] (500 µs).

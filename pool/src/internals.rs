@@ -210,8 +210,12 @@ impl<M: Manager> Internals<M> {
         let Some(front) = self.waiters.front() else {
             return self.hand_over(conn, now);
         };
-        if now >= self.next_fair && now.saturating_duration_since(front.since) >= config.fair_after
-        {
+        // A zero bound is strict FIFO whatever the clocks: `now` was read before the lock, so
+        // another return may have set `next_fair` past it.
+        let fair = config.fair_after.is_zero()
+            || (now >= self.next_fair
+                && now.saturating_duration_since(front.since) >= config.fair_after);
+        if fair {
             self.next_fair = later(now, config.fair_after);
             return self.hand_over(conn, now);
         }

@@ -12,8 +12,8 @@
 //!   loaded pool keeps using a few warm connections and lets the rest time out.
 //! - **Nothing slow under the lock.** Connects, validity checks and closes happen outside it.
 //!   Connects run on background connector threads, at most `max_concurrent_connects` at once,
-//!   and only when waiters outnumber idle connections plus connects in flight (or to keep
-//!   `min_idle`).
+//!   and only when waiters (woken ones included) outnumber idle connections plus connects in
+//!   flight (or to keep `min_idle`).
 //! - **Fail fast.** While connects fail, checkouts that would need a new connection get the last
 //!   connect error at once instead of at their timeout; reconnects back off with jitter and the
 //!   pool recovers by itself when the backend returns.
@@ -223,6 +223,10 @@ impl<M: Manager> Pool<M> {
         let mut woken = false;
         // Set once an idle connection this checkout took failed its checks.
         let mut retrying = false;
+        // Whether this checkout came before every waiter: it was one (woken), or it took its
+        // last idle connection while nobody waited. Such a checkout keeps its place at the
+        // front when it has to queue; one that barged past waiters queues behind them.
+        let mut first = false;
         loop {
             // Fresh each round: the previous round may have spent long validating or waiting.
             let now = Instant::now();
@@ -241,6 +245,11 @@ impl<M: Manager> Pool<M> {
             }
             // Anyone may take an idle connection: one made idle while threads wait has a woken
             // waiter on its way, which queues again at the front if it loses the race.
+            if woken {
+                first = true;
+            } else if !retrying {
+                first = internals.waiters.is_empty() && internals.woken == 0;
+            }
             if let Some(idle) = internals.take_idle() {
                 // Taking it may leave fewer than `min_idle` idle: start the refill now, not at
                 // the next maintenance tick.
@@ -277,10 +286,7 @@ impl<M: Manager> Pool<M> {
                 return Err(Error::Connect(error));
             }
             let waiter = waiter.get_or_insert_with(|| Arc::new(Waiter::new(start)));
-            if retrying || woken {
-                // This checkout found a connection idle, or was the longest waiter when woken,
-                // so it came before every waiter (bar another such checkout): it keeps its
-                // place at the front.
+            if woken || (retrying && first) {
                 internals.waiters.push_front(Arc::clone(waiter));
             } else {
                 internals.waiters.push_back(Arc::clone(waiter));
@@ -309,8 +315,8 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// Checks out an idle connection if one is ready now. Never queues and never connects; it does run [`Manager::is_valid`] on a
-    /// connection that idled past `validate_after_idle`.
+    /// Checks out an idle connection if one is ready now. Never queues and never connects; it
+    /// does run [`Manager::is_valid`] on a connection that idled past `validate_after_idle`.
     pub fn try_get(&self) -> Option<PooledConnection<'_, M>> {
         loop {
             let now = Instant::now();

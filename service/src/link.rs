@@ -308,9 +308,10 @@ impl TimedSocket {
                 *armed(self) = Some(left);
             }
             match call(&mut self.stream) {
+                // A socket timeout is EAGAIN (`WouldBlock`); `TimedOut` would be the connection
+                // itself dead (keepalive, retransmissions), which no retry mends.
                 Err(error)
-                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-                        && Instant::now() < deadline =>
+                    if error.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
                 {
                     // A shorter timeout than the time left expired: arm the rest.
                     *armed(self) = None;

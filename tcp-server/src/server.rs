@@ -493,7 +493,7 @@ fn serve(stream: TcpStream, worker: &Worker<'_>) {
                 &reply,
                 &mut write_buf,
             );
-            if close || sent.is_err() {
+            if close || sent.is_err() || link.set_idle_read_timeout(TICK).is_err() {
                 return;
             }
             last_request = Instant::now();
