@@ -286,41 +286,6 @@ impl TimedSocket {
         }
     }
 
-    /// Runs one system call (`call`) under the deadline, arming the timeout in `armed` with
-    /// `arm` when the one set would overrun the deadline by more than an eighth of the time
-    /// left, or after it expired early.
-    fn under_deadline<T>(
-        &mut self,
-        armed: fn(&mut TimedSocket) -> &mut Option<Duration>,
-        arm: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
-        mut call: impl FnMut(&mut TcpStream) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let Some(deadline) = self.deadline else {
-            return call(&mut self.stream);
-        };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
-            }
-            if armed(self).is_none_or(|set| set > left + left / 8) {
-                arm(&self.stream, Some(left))?;
-                *armed(self) = Some(left);
-            }
-            match call(&mut self.stream) {
-                // A socket timeout is EAGAIN (`WouldBlock`); `TimedOut` would be the connection
-                // itself dead (keepalive, retransmissions), which no retry mends.
-                Err(error)
-                    if error.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
-                    // A shorter timeout than the time left expired: arm the rest.
-                    *armed(self) = None;
-                }
-                result => return result,
-            }
-        }
-    }
-
     /// Sets the read timeout for reads outside any deadline (the idle tick), with no system
     /// call when it is already set.
     fn set_idle_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
@@ -332,10 +297,46 @@ impl TimedSocket {
     }
 }
 
+/// Runs one system call (`call`) on `stream` under `deadline`, first arming the timeout
+/// `armed` records with `arm` when the one set would overrun the deadline by more than an
+/// eighth of the time left, or after it expired early.
+fn under_deadline<T>(
+    stream: &mut TcpStream,
+    deadline: Option<Instant>,
+    armed: &mut Option<Duration>,
+    arm: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
+    mut call: impl FnMut(&mut TcpStream) -> io::Result<T>,
+) -> io::Result<T> {
+    let Some(deadline) = deadline else {
+        return call(stream);
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "i/o deadline passed"));
+        }
+        if armed.is_none_or(|set| set > left + left / 8) {
+            arm(stream, Some(left))?;
+            *armed = Some(left);
+        }
+        match call(stream) {
+            // A socket timeout is EAGAIN (`WouldBlock`); `TimedOut` would be the connection
+            // itself dead (keepalive, retransmissions), which no retry mends.
+            Err(error) if error.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                // A shorter timeout than the time left expired: arm the rest.
+                *armed = None;
+            }
+            result => return result,
+        }
+    }
+}
+
 impl Read for TimedSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.under_deadline(
-            |socket| &mut socket.read_armed,
+        under_deadline(
+            &mut self.stream,
+            self.deadline,
+            &mut self.read_armed,
             TcpStream::set_read_timeout,
             |stream| stream.read(buf),
         )
@@ -344,8 +345,10 @@ impl Read for TimedSocket {
 
 impl Write for TimedSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.under_deadline(
-            |socket| &mut socket.write_armed,
+        under_deadline(
+            &mut self.stream,
+            self.deadline,
+            &mut self.write_armed,
             TcpStream::set_write_timeout,
             |stream| stream.write(buf),
         )

@@ -27,6 +27,16 @@ fn context(primary: &PgCluster, replica: &PgCluster) -> Arc<Context> {
     Arc::new(testkit::context_with(&settings))
 }
 
+/// A primary and its replica, named after the test, and a context on them once the replica
+/// serves reads.
+fn serving_pair(test: &str) -> (PgCluster, PgCluster, Arc<Context>) {
+    let primary = PgCluster::primary(&format!("{test}-primary"));
+    let replica = primary.replica(&format!("{test}-replica"));
+    let ctx = context(&primary, &replica);
+    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    (primary, replica, ctx)
+}
+
 fn serving(ctx: &Context) -> bool {
     let scrape = testkit::parse_metrics(&ctx.metrics.render(&ctx.db, &ctx.throttle));
     testkit::metric(&scrape, "gatehouse_tcp_replica_serving", &[]) == Some(1.0)
@@ -165,10 +175,7 @@ fn what_one_server_writes_every_server_reads_at_once() {
 /// the past meanwhile.
 #[test]
 fn a_lagging_or_stopped_replica_gets_no_reads_and_nothing_is_answered_wrongly() {
-    let primary = PgCluster::primary("lag-primary");
-    let replica = primary.replica("lag-replica");
-    let ctx = context(&primary, &replica);
-    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    let (_primary, replica, ctx) = serving_pair("lag");
     let server = TestServer::start_shared(4, Arc::clone(&ctx));
     let mut client = server.client();
 
@@ -233,10 +240,7 @@ fn a_lagging_or_stopped_replica_gets_no_reads_and_nothing_is_answered_wrongly() 
 /// `Unavailable` (a 503 with Retry-After from http-server) at once.
 #[test]
 fn with_the_primary_down_reads_go_on_and_writes_fail_fast() {
-    let primary = PgCluster::primary("down-primary");
-    let replica = primary.replica("down-replica");
-    let ctx = context(&primary, &replica);
-    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    let (primary, _replica, ctx) = serving_pair("down");
     let server = TestServer::start_shared(4, Arc::clone(&ctx));
     let mut client = server.client();
     let name = unique_name("down.");
@@ -296,10 +300,7 @@ fn with_the_primary_down_reads_go_on_and_writes_fail_fast() {
 /// from the past.
 #[test]
 fn a_primary_out_of_reach_but_alive_gets_reads_refused_not_served_stale() {
-    let primary = PgCluster::primary("reach-primary");
-    let replica = primary.replica("reach-replica");
-    let ctx = context(&primary, &replica);
-    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    let (_primary, replica, ctx) = serving_pair("reach");
     let name = unique_name("reach.");
     TestServer::start_shared(4, Arc::clone(&ctx))
         .client()
@@ -333,10 +334,7 @@ fn a_primary_out_of_reach_but_alive_gets_reads_refused_not_served_stale() {
 /// the old primary, started again on its old timeline, gets no write.
 #[test]
 fn after_a_promotion_writes_work_again_with_nothing_acknowledged_lost() {
-    let primary = PgCluster::primary("promote-primary");
-    let replica = primary.replica("promote-replica");
-    let ctx = context(&primary, &replica);
-    assert!(eventually(Duration::from_secs(10), || serving(&ctx)));
+    let (primary, replica, ctx) = serving_pair("promote");
     let server = TestServer::start_shared(4, Arc::clone(&ctx));
     let mut client = server.client();
     let acknowledged: Vec<String> = (0..50)

@@ -315,23 +315,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let hellos = || hellos(ports.tcp_admin);
     let before = hellos()?;
     let login_spec = spec(Step::LoginRandom, args.duration);
-    // Counted over the measured window but its last second, so that no count runs past the
-    // load.
-    let window = login_spec.duration.saturating_sub(Duration::from_secs(1));
-    let (login_random, counts) = thread::scope(|scope| {
-        let counting = scope.spawn(|| -> anyhow::Result<(Counts, Counts)> {
-            thread::sleep(login_spec.warmup + Duration::from_millis(500));
+    let window = observed_window(&login_spec);
+    let (login_random, (tcp_counts, http_counts)) = during_window(
+        &login_spec,
+        || measure("login-random", login_spec.clone()),
+        |window| {
             let tcp_count = perf::start(tcp.pid(), window, &out.join("perf-stat-tcp-server.txt"))?;
             let http_count =
                 perf::start(http.pid(), window, &out.join("perf-stat-http-server.txt"))?;
             Ok((tcp_count.finish()?, http_count.finish()?))
-        });
-        let report = measure("login-random", login_spec.clone());
-        let counts = counting.join().expect("the perf thread does not panic");
-        (report, counts)
-    });
-    let login_random = login_random?;
-    let (tcp_counts, http_counts) = counts?;
+        },
+    )?;
     let logins = login_random.throughput * window.as_secs_f64();
     let per_login = (tcp_counts.per(logins), http_counts.per(logins));
     let plain_handshakes = hellos()? - before;
@@ -364,20 +358,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     // report per server beside the table. Not counted in any row.
     say("profiling both servers during login-random (perf record)");
     let profile_spec = spec(Step::LoginRandom, args.short);
-    let profiled = thread::scope(|scope| {
-        let recording = scope.spawn(|| -> anyhow::Result<()> {
-            thread::sleep(profile_spec.warmup + Duration::from_millis(500));
-            let window = profile_spec.duration.saturating_sub(Duration::from_secs(1));
+    during_window(
+        &profile_spec,
+        || measure("login-random-profiled", profile_spec.clone()),
+        |window| {
             let tcp_record = perf::record(tcp.pid(), window, &out.join("perf-tcp-server.data"))?;
             let http_record = perf::record(http.pid(), window, &out.join("perf-http-server.data"))?;
             tcp_record.finish(&out.join("profile-tcp-server.txt"))?;
             http_record.finish(&out.join("profile-http-server.txt"))
-        });
-        let report = measure("login-random-profiled", profile_spec.clone());
-        let recorded = recording.join().expect("the perf thread does not panic");
-        report.and(recorded)
-    });
-    profiled?;
+        },
+    )?;
     let profile = measure("profile", spec(Step::Profile, args.short))?;
     let register = measure(
         "register",
@@ -517,6 +507,34 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         out.display()
     ));
     Ok(())
+}
+
+/// The part of a run's measured time the servers are observed over: from half a second after
+/// the warm-up to half a second before the end, so that no observation runs past the load.
+fn observed_window(spec: &Spec) -> Duration {
+    spec.duration.saturating_sub(Duration::from_secs(1))
+}
+
+/// Runs `load` while `observe` watches the servers on another thread over the run's
+/// [`observed_window`], which it is given; returns both results.
+fn during_window<T: Send>(
+    spec: &Spec,
+    load: impl FnOnce() -> anyhow::Result<Report>,
+    observe: impl FnOnce(Duration) -> anyhow::Result<T> + Send,
+) -> anyhow::Result<(Report, T)> {
+    let window = observed_window(spec);
+    let delay = spec.warmup + Duration::from_millis(500);
+    thread::scope(|scope| {
+        let observer = scope.spawn(move || {
+            thread::sleep(delay);
+            observe(window)
+        });
+        let report = load();
+        let observed = observer
+            .join()
+            .expect("the observing thread does not panic");
+        Ok((report?, observed?))
+    })
 }
 
 /// The open-loop sweep's rates, in percent of login-random's closed-loop throughput.
