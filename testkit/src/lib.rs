@@ -277,6 +277,20 @@ impl PgCluster {
     /// # Panics
     /// When it fails, with what it said.
     pub fn script(&self, command: &str) {
+        let out = self
+            .command(command)
+            .output()
+            .expect("running scripts/postgres");
+        assert!(
+            out.status.success(),
+            "scripts/postgres {command} on {}: {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// scripts/postgres `command` for this cluster, not yet run.
+    fn command(&self, command: &str) -> std::process::Command {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
         let mut run = std::process::Command::new(script);
         run.arg(command)
@@ -287,13 +301,7 @@ impl PgCluster {
         if let Some(primary) = &self.replica_of {
             run.env("GATEHOUSE_PG_REPLICA_OF", primary);
         }
-        let out = run.output().expect("running scripts/postgres");
-        assert!(
-            out.status.success(),
-            "scripts/postgres {command} on {}: {}",
-            self.dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run
     }
 
     /// `sql` run by the superuser through the cluster's unix socket (what gatehouse's role may
@@ -329,11 +337,8 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
-        let _ = std::process::Command::new(script)
-            .arg("stop")
-            .env_remove("DATABASE_URL")
-            .env("GATEHOUSE_PG_DIR", &*self.dir)
+        let _ = self
+            .command("stop")
             .stderr(std::process::Stdio::null())
             .status();
     }
